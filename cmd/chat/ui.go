@@ -1,0 +1,125 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"unicode"
+
+	"golang.org/x/term"
+)
+
+// ui is where chat reads commands and shows the room.
+type ui interface {
+	// Lines delivers input lines; it is closed at end of input.
+	Lines() <-chan string
+	// Show prints room output (messages, joins, notices).
+	Show(line string)
+	// Problem prints an error or a hint.
+	Problem(line string)
+	// Interactive reports whether a person is typing.
+	Interactive() bool
+}
+
+// scriptUI reads commands from a pipe or file and writes plain lines.
+type scriptUI struct {
+	lines  chan string
+	out    io.Writer
+	errOut io.Writer
+}
+
+func newScriptUI(in io.Reader, out, errOut io.Writer) *scriptUI {
+	u := &scriptUI{lines: make(chan string), out: out, errOut: errOut}
+	go func() {
+		defer close(u.lines)
+		sc := bufio.NewScanner(in)
+		sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+		for sc.Scan() {
+			u.lines <- sc.Text()
+		}
+	}()
+	return u
+}
+
+func (u *scriptUI) Lines() <-chan string { return u.lines }
+func (u *scriptUI) Show(line string)     { fmt.Fprintln(u.out, line) }
+func (u *scriptUI) Problem(line string)  { fmt.Fprintln(u.errOut, line) }
+func (u *scriptUI) Interactive() bool    { return false }
+
+// terminalUI edits the input line in place (history, cursor keys) and
+// redraws it below every incoming message, so typing is never garbled.
+type terminalUI struct {
+	t     *term.Terminal
+	lines chan string
+}
+
+func newTerminalUI(in *os.File, out io.Writer) (*terminalUI, func(), error) {
+	fd := int(in.Fd())
+	state, err := term.MakeRaw(fd)
+	if err != nil {
+		return nil, nil, fmt.Errorf("terminal raw mode: %w", err)
+	}
+	t := term.NewTerminal(struct {
+		io.Reader
+		io.Writer
+	}{in, out}, "> ")
+	resize := func() {
+		if w, h, err := term.GetSize(fd); err == nil {
+			_ = t.SetSize(w, h)
+		}
+	}
+	resize()
+	winch := make(chan os.Signal, 1)
+	signal.Notify(winch, syscall.SIGWINCH)
+	go func() {
+		for range winch {
+			resize()
+		}
+	}()
+	u := &terminalUI{t: t, lines: make(chan string)}
+	go func() {
+		defer close(u.lines)
+		for {
+			line, err := t.ReadLine()
+			if err != nil { // io.EOF on Ctrl-D or Ctrl-C
+				return
+			}
+			u.lines <- line
+		}
+	}()
+	restore := func() {
+		signal.Stop(winch)
+		_ = term.Restore(fd, state)
+		fmt.Fprintln(out)
+	}
+	return u, restore, nil
+}
+
+func (u *terminalUI) Lines() <-chan string { return u.lines }
+func (u *terminalUI) Show(line string)     { fmt.Fprintln(u.t, line) }
+func (u *terminalUI) Problem(line string)  { fmt.Fprintln(u.t, "! "+line) }
+func (u *terminalUI) Interactive() bool    { return true }
+
+// printable makes text from the network safe for a terminal: control
+// characters (which could move the cursor, recolour or retitle the terminal)
+// become visible escapes, and continuation lines are indented.
+func printable(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r == '\n':
+			b.WriteString("\n    ")
+		case r == '\t':
+			b.WriteRune(r)
+		case unicode.IsControl(r) || r == 0x202E || r == 0x2066 || r == 0x2067 || r == 0x2068:
+			fmt.Fprintf(&b, "\\u%04x", r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}

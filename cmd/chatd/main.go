@@ -1,0 +1,141 @@
+// Command chatd runs the chat server: one room shared by native TCP clients
+// (port 8000, the original Python client's port) and browsers (HTTP and
+// WebSocket on port 8080).
+//
+// Every flag can also be set by an environment variable named CHATD_ plus the
+// flag's name in upper case with '-' as '_' (CHATD_TCP, CHATD_HTTP, ...). A
+// flag on the command line wins over the environment.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "chatd:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string, stderr io.Writer) error {
+	cfg, err := parseConfig(args, os.LookupEnv, stderr)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	m := NewMain(cfg)
+	if err := m.Run(ctx); err != nil {
+		return err
+	}
+	log := cfg.Logger
+	log.Info("chatd ready",
+		"browser", "http://"+browseAddr(m.HTTPAddr())+"/",
+		"terminal", "go run ./cmd/chat -addr "+browseAddr(m.TCPAddr()),
+		"tcp", m.TCPAddr(), "http", m.HTTPAddr())
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
+	case err := <-m.Err():
+		log.Error("server failed; shutting down", "err", err)
+	}
+	stop() // a second signal now kills at once
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	return m.Close(sctx)
+}
+
+// parseConfig reads flags, falling back to CHATD_* environment variables.
+func parseConfig(args []string, lookupEnv func(string) (string, bool), stderr io.Writer) (Config, error) {
+	fs := flag.NewFlagSet("chatd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg Config
+	var level string
+	fs.StringVar(&cfg.TCPAddr, "tcp", DefaultTCPAddr, "listen address of the TCP front (native clients, the original Python client)")
+	fs.StringVar(&cfg.HTTPAddr, "http", DefaultHTTPAddr, "listen address of the HTTP front (web page at /, WebSocket at /ws)")
+	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", DefaultShutdownTimeout, "how long shutdown lets clients drain their queues before cutting them off")
+	fs.IntVar(&cfg.MaxMessageBytes, "max-message", 0, "longest chat message in bytes (0: 4096)")
+	fs.Var(stringList{&cfg.AllowedOrigins}, "allow-origin", "extra `host` pattern whose pages may open a WebSocket, e.g. '*.example.com' (repeatable, comma-separated); same-host pages are always allowed")
+	fs.StringVar(&level, "log-level", "info", "log level: debug, info, warn or error")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: chatd [flags]\n\nRuns the chat server. Each flag may also be set as CHATD_<FLAG> in the environment\n(e.g. CHATD_TCP=:9000); the command line wins.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	// Environment first, so that flags given on the command line override it.
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := "CHATD_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := lookupEnv(name); ok && envErr == nil {
+			if err := f.Value.Set(v); err != nil {
+				envErr = fmt.Errorf("%s=%q: %w", name, v, err)
+			}
+		}
+	})
+	if envErr != nil {
+		return cfg, envErr
+	}
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return cfg, fmt.Errorf("-log-level: %w", err)
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lv}))
+	return cfg, nil
+}
+
+// stringList is a repeatable, comma-separated flag.
+type stringList struct{ list *[]string }
+
+func (s stringList) String() string {
+	if s.list == nil {
+		return ""
+	}
+	return strings.Join(*s.list, ",")
+}
+
+func (s stringList) Set(v string) error {
+	for _, part := range strings.Split(v, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			*s.list = append(*s.list, part)
+		}
+	}
+	return nil
+}
+
+// browseAddr turns a listen address into one a local user can type:
+// ":8080" and "0.0.0.0:8080" become "localhost:8080".
+func browseAddr(addr string) string {
+	for _, any := range []string{"0.0.0.0:", "[::]:"} {
+		if strings.HasPrefix(addr, any) {
+			return "localhost:" + strings.TrimPrefix(addr, any)
+		}
+	}
+	if strings.HasPrefix(addr, ":") {
+		return "localhost" + addr
+	}
+	return addr
+}
+
+// DefaultShutdownTimeout is how long shutdown waits for clients by default.
+const DefaultShutdownTimeout = 5 * time.Second

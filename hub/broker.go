@@ -1,0 +1,63 @@
+package hub
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+)
+
+// Broker carries the room's events and gives them their one order. The hub
+// publishes every event to it and receives them back, sequenced, through the
+// function passed to Subscribe. A broker that spans several chatd nodes (NATS)
+// satisfies the same contract, so the fronts never notice which one is used.
+type Broker interface {
+	// Subscribe registers the function that receives every event, one at a
+	// time, in the broker's order. It is called once, before any Publish.
+	Subscribe(deliver func(*Event)) error
+	// Publish stamps the event's Seq and Time and has it delivered.
+	Publish(ctx context.Context, ev *Event) error
+}
+
+// ErrNotSubscribed is returned by MemoryBroker.Publish before Subscribe.
+var ErrNotSubscribed = errors.New("broker: no subscriber")
+
+// MemoryBroker is the single-process Broker: it sequences events under a mutex
+// and delivers each synchronously on the publisher's goroutine. Its zero value
+// is ready to use.
+type MemoryBroker struct {
+	mu      sync.Mutex // serialises sequencing and delivery: the room's order
+	seq     uint64
+	deliver func(*Event)
+	now     func() time.Time
+}
+
+// Subscribe implements Broker.
+func (b *MemoryBroker) Subscribe(deliver func(*Event)) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.deliver != nil {
+		return errors.New("broker: already subscribed")
+	}
+	b.deliver = deliver
+	return nil
+}
+
+// Publish implements Broker. It returns once every local member has the event
+// queued.
+func (b *MemoryBroker) Publish(_ context.Context, ev *Event) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.deliver == nil {
+		return ErrNotSubscribed
+	}
+	b.seq++
+	ev.Seq = b.seq
+	if b.now != nil {
+		ev.Time = b.now()
+	} else {
+		ev.Time = time.Now()
+	}
+	b.deliver(ev)
+	return nil
+}

@@ -1,0 +1,435 @@
+// Package session is the connection contract shared by every front: the
+// request/response state machine of one chat client (login, broadcast,
+// members), its bounded send queue and its writer goroutine. A front supplies
+// a Conn that reads request frames and writes response frames; everything
+// else about a client behaves the same over TCP and WebSocket.
+//
+// Each Session runs two goroutines: the reader (Run's caller), which decodes
+// requests and calls the hub, and the writer, which drains the queue to the
+// socket. The hub delivers into the queue under the hub's locks, so Deliver
+// only appends; a queue over its bounds marks the session disconnected as a
+// slow consumer and the writer closes the connection. The queue's mutex is a
+// leaf lock: nothing else is locked while it is held, and no lock is held
+// during socket I/O.
+package session
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"chatroom/hub"
+	"chatroom/hub/wire"
+)
+
+// Conn is a client connection as a session needs it. Fronts implement it.
+type Conn interface {
+	// ReadFrame returns the next request frame, valid until the next call.
+	// An error that is a hub.Disconnect ends the session with that reason.
+	ReadFrame() ([]byte, error)
+	// WriteFrames writes frames in order, giving up at deadline. With
+	// separate, each frame must go out in a write of its own (original
+	// protocol clients parse each read as one object).
+	WriteFrames(frames [][]byte, separate bool, deadline time.Time) error
+	// Close ends the connection after telling the peer why, where the
+	// transport can (a WebSocket close status). It may take a moment.
+	Close(d hub.Disconnect) error
+	// Abort ends the connection at once. It is safe to call concurrently
+	// with anything, and more than once.
+	Abort()
+}
+
+// Defaults for Options.
+const (
+	DefaultQueueMessages = 1024
+	DefaultQueueBytes    = 1 << 20
+	DefaultWriteTimeout  = 10 * time.Second
+	DefaultLoginGap      = 50 * time.Millisecond
+)
+
+// Options tune a session. The zero value of every field is the documented
+// default.
+type Options struct {
+	// QueueMessages bounds the items waiting to be written. Default
+	// DefaultQueueMessages.
+	QueueMessages int
+	// QueueBytes bounds the bytes waiting to be written. Default
+	// DefaultQueueBytes.
+	QueueBytes int
+	// WriteTimeout bounds each write to the socket; a peer that does not
+	// read within it is disconnected. Default DefaultWriteTimeout.
+	WriteTimeout time.Duration
+	// LoginGap is how long nothing follows the login reply to an
+	// original-protocol client, so that its recv(1024) does not see the reply
+	// and the next push as one (unparseable) read. Default DefaultLoginGap.
+	LoginGap time.Duration
+	// Logger receives connection lifecycle logs. Default: discard.
+	Logger *slog.Logger
+}
+
+func (o Options) withDefaults() Options {
+	if o.QueueMessages <= 0 {
+		o.QueueMessages = DefaultQueueMessages
+	}
+	if o.QueueBytes <= 0 {
+		o.QueueBytes = DefaultQueueBytes
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = DefaultWriteTimeout
+	}
+	if o.LoginGap <= 0 {
+		o.LoginGap = DefaultLoginGap
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o
+}
+
+// Session is one client connection's state. Create it with New and call Run.
+type Session struct {
+	hub  *hub.Hub
+	conn Conn
+	opts Options
+	log  *slog.Logger
+
+	// Owned by the reader goroutine.
+	self   hub.Identity
+	joined bool
+
+	mu       sync.Mutex // guards the fields below; a leaf lock
+	items    []item
+	bytes    int
+	extended bool  // the client opted in to the extended protocol at login
+	selfID   int64 // set by the welcome event
+	closing  *hub.Disconnect
+	dropped  bool // closing dropped the queue: write nothing more but last words
+
+	wake       chan struct{} // capacity 1: "the queue has something"
+	writerDone chan struct{}
+	aborted    chan struct{}
+	abortOnce  sync.Once
+}
+
+// item is one queued thing to write: a room event, encoded by the writer in
+// the client's shape, or frames already encoded (replies).
+type item struct {
+	ev     *hub.Event
+	frames [][]byte
+}
+
+// New returns a session for conn on h.
+func New(h *hub.Hub, conn Conn, opts Options) *Session {
+	opts = opts.withDefaults()
+	return &Session{
+		hub:        h,
+		conn:       conn,
+		opts:       opts,
+		log:        opts.Logger,
+		wake:       make(chan struct{}, 1),
+		writerDone: make(chan struct{}),
+		aborted:    make(chan struct{}),
+	}
+}
+
+// Run serves the connection until it ends, then leaves the room. It returns
+// once the connection is closed and both goroutines are done.
+func (s *Session) Run(ctx context.Context) {
+	go s.writeLoop()
+	reason := s.readLoop(ctx)
+	if d := s.closingReason(); d != nil {
+		reason = *d // the writer's reason (say, slow consumer) is the real one
+	}
+	if s.joined {
+		s.hub.Leave(ctx, s.self.ID, reason.Reason)
+	}
+	s.Disconnect(reason)
+	<-s.writerDone
+	s.log.Info("connection closed", "id", s.self.ID, "nickname", s.self.Nickname, "reason", reason.Reason)
+}
+
+// Deliver implements hub.Subscriber: it queues ev without blocking. A member
+// is not told of its own join (its welcome says it). An original-protocol
+// client does not get its own messages back; an extended one does, as the
+// acknowledgement that places its message in room order.
+func (s *Session) Deliver(ev *hub.Event) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.closing != nil:
+		return
+	case ev.Kind == hub.KindWelcome:
+		s.selfID = ev.Subject.ID
+	case ev.Kind == hub.KindJoin && ev.Subject.ID == s.selfID:
+		return // the welcome already told it; joins are announced to the others
+	case ev.Kind == hub.KindMessage && ev.From.ID == s.selfID && !s.extended:
+		return
+	}
+	s.enqueueLocked(item{ev: ev}, len(ev.Text)+128+48*len(ev.Members))
+}
+
+// Disconnect ends the session with reason: whatever is queued is still
+// written (bounded by the write timeout), then the connection is closed. It
+// does not block and only the first reason counts.
+func (s *Session) Disconnect(reason hub.Disconnect) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closeLocked(reason, false)
+}
+
+// Abort closes the connection at once, dropping anything unwritten.
+func (s *Session) Abort() {
+	s.abortOnce.Do(func() {
+		close(s.aborted)
+		s.conn.Abort()
+	})
+}
+
+// Done is closed once the connection is closed.
+func (s *Session) Done() <-chan struct{} { return s.writerDone }
+
+func (s *Session) closingReason() *hub.Disconnect {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
+}
+
+// reply queues frames already encoded, such as a response to a request.
+func (s *Session) reply(frames ...[]byte) {
+	size := 0
+	for _, f := range frames {
+		size += len(f)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing == nil {
+		s.enqueueLocked(item{frames: frames}, size)
+	}
+}
+
+func (s *Session) enqueueLocked(it item, size int) {
+	if len(s.items) >= s.opts.QueueMessages || s.bytes+size > s.opts.QueueBytes {
+		s.closeLocked(hub.DisconnectSlowConsumer, true)
+		return
+	}
+	s.items = append(s.items, it)
+	s.bytes += size
+	s.signal()
+}
+
+func (s *Session) closeLocked(reason hub.Disconnect, drop bool) {
+	if s.closing != nil {
+		return
+	}
+	s.closing = &reason
+	if drop {
+		clear(s.items)
+		s.items = s.items[:0]
+		s.bytes = 0
+		s.dropped = true
+	}
+	s.signal()
+}
+
+func (s *Session) signal() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Session) isExtended() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.extended
+}
+
+// readLoop reads and handles requests until the connection ends, and says why.
+func (s *Session) readLoop(ctx context.Context) hub.Disconnect {
+	for {
+		frame, err := s.conn.ReadFrame()
+		if err != nil {
+			var d hub.Disconnect
+			switch {
+			case errors.As(err, &d):
+				return d
+			case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
+				return hub.DisconnectLeft
+			}
+			s.log.Debug("read failed", "id", s.self.ID, "err", err)
+			return hub.Disconnect{Code: hub.CodeReadFailed, Reason: "connection lost"}
+		}
+		s.handle(ctx, frame)
+	}
+}
+
+func (s *Session) handle(ctx context.Context, frame []byte) {
+	req, err := wire.DecodeRequest(frame)
+	if err != nil {
+		s.refuse(req, err)
+		return
+	}
+	switch req.Type {
+	case wire.TypeLogin:
+		s.login(ctx, req)
+	case wire.TypeBroadcast:
+		if !s.joined {
+			s.refuse(req, hub.ErrNotMember)
+			return
+		}
+		if err := req.CheckSender(s.self.ID); err != nil {
+			s.log.Warn("spoofed sender refused", "id", s.self.ID, "claimed", string(req.SenderID))
+			s.refuse(req, err)
+			return
+		}
+		if err := s.hub.Publish(ctx, s.self.ID, req.Message); err != nil {
+			s.refuse(req, err)
+		}
+	case wire.TypeMembers:
+		if !s.joined {
+			s.refuse(req, hub.ErrNotMember)
+			return
+		}
+		members := s.hub.Members()
+		if s.isExtended() {
+			s.reply(wire.Members(members))
+			return
+		}
+		names := make([]string, len(members))
+		for i, m := range members {
+			names[i] = m.Nickname
+		}
+		s.reply(wire.OriginalPushes(hub.System, "online: "+strings.Join(names, ", "))...)
+	default:
+		s.refuse(req, errors.New("unknown request type"))
+	}
+}
+
+func (s *Session) login(ctx context.Context, req wire.Request) {
+	if s.joined {
+		s.refuse(req, errors.New("already logged in"))
+		return
+	}
+	s.mu.Lock()
+	s.extended = req.Extended()
+	s.mu.Unlock()
+	self, err := s.hub.Join(ctx, req.Nickname, s)
+	if err != nil {
+		s.log.Info("login refused", "nickname", req.Nickname, "err", err)
+		s.reply(wire.LoginError(err.Error(), req.Extended()))
+		return
+	}
+	s.self, s.joined = self, true
+}
+
+// refuse answers a request that cannot be carried out: an error object to an
+// extended client, a printable System push to a logged-in original client,
+// and only a log line to an original client that has not logged in (it cannot
+// parse anything else).
+func (s *Session) refuse(req wire.Request, err error) {
+	s.log.Debug("request refused", "id", s.self.ID, "type", req.Type, "err", err)
+	switch {
+	case s.isExtended() || req.Extended():
+		s.reply(wire.Error(req.Type, err.Error()))
+	case s.joined:
+		s.reply(wire.OriginalError(err.Error())...)
+	}
+}
+
+// writeLoop drains the queue to the connection until the session closes.
+// Everything queued at one wake-up goes out as one batch.
+func (s *Session) writeLoop() {
+	defer close(s.writerDone)
+	var (
+		batch  []item
+		frames [][]byte
+	)
+	for {
+		select {
+		case <-s.wake:
+		case <-s.aborted:
+			return
+		}
+		s.mu.Lock()
+		batch, s.items = s.items, batch[:0]
+		s.bytes = 0
+		extended, closing, dropped := s.extended, s.closing, s.dropped
+		s.mu.Unlock()
+
+		frames = frames[:0]
+		for _, it := range batch {
+			if it.ev == nil {
+				frames = append(frames, it.frames...)
+				continue
+			}
+			if it.ev.Kind == hub.KindWelcome && !extended {
+				// Flush what came before, send the reply alone, then pause.
+				frames = append(frames, wire.EncodeEvent(it.ev, false)...)
+				if !s.write(frames, extended) || !s.pause(s.opts.LoginGap) {
+					return
+				}
+				frames = frames[:0]
+				continue
+			}
+			frames = append(frames, wire.EncodeEvent(it.ev, extended)...)
+		}
+		clear(batch) // drop references to delivered events
+		if len(frames) > 0 && !s.write(frames, extended) {
+			return
+		}
+		if closing != nil {
+			s.finish(*closing, extended, dropped)
+			return
+		}
+	}
+}
+
+// write writes frames; on failure it closes the session and reports false.
+func (s *Session) write(frames [][]byte, extended bool) bool {
+	deadline := time.Now().Add(s.opts.WriteTimeout)
+	if err := s.conn.WriteFrames(frames, !extended, deadline); err != nil {
+		d := hub.Disconnect{Code: hub.CodeWriteFailed, Reason: "write failed"}
+		s.mu.Lock()
+		s.closeLocked(d, true)
+		s.mu.Unlock()
+		s.log.Debug("write failed", "err", err)
+		s.conn.Abort()
+		return false
+	}
+	return true
+}
+
+// pause waits d unless the session is aborted first.
+func (s *Session) pause(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-s.aborted:
+		return false
+	}
+}
+
+// finish tells the client why it is being disconnected, where that helps,
+// and closes the connection.
+func (s *Session) finish(d hub.Disconnect, extended, dropped bool) {
+	if d.Code == hub.CodeSlowConsumer || d.Code == hub.CodeBadInput || dropped {
+		var last [][]byte
+		if extended {
+			last = [][]byte{wire.Error("", d.Reason)}
+		} else {
+			last = wire.Notice("disconnected: "+d.Reason, false)
+		}
+		// Short deadline: a slow consumer may never read it.
+		_ = s.conn.WriteFrames(last, !extended, time.Now().Add(time.Second))
+	}
+	if err := s.conn.Close(d); err != nil {
+		s.log.Debug("close failed", "err", err)
+	}
+}

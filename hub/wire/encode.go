@@ -1,0 +1,192 @@
+package wire
+
+import (
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"chatroom/hub"
+)
+
+// Encoding slots used with hub.Event.Encoding.
+const (
+	slotOriginal = iota
+	slotExtended
+)
+
+// MaxOriginalFrame is the largest frame, newline included, sent to a client
+// of the original protocol: it reads with recv(1024) and parses each read as
+// one object.
+const MaxOriginalFrame = 1023
+
+// timeLayout is RFC 3339 in UTC with milliseconds.
+const timeLayout = "2006-01-02T15:04:05.000Z07:00"
+
+// EncodeEvent returns the frames that carry ev in the requested shape, cached
+// on the event so that each shape is encoded once per event. The returned
+// frames are shared: callers must not modify them.
+func EncodeEvent(ev *hub.Event, extended bool) [][]byte {
+	if ev.Kind == hub.KindWelcome { // one recipient: nothing to share
+		return [][]byte{encodeWelcome(nil, ev, extended)}
+	}
+	if extended {
+		return ev.Encoding(slotExtended, encodeExtended)
+	}
+	return ev.Encoding(slotOriginal, encodeOriginal)
+}
+
+// encodeOriginal renders an event as {"sender_id","sender_nickname","message"}
+// pushes, splitting long text so that every frame fits MaxOriginalFrame.
+func encodeOriginal(ev *hub.Event) [][]byte {
+	from, text := ev.From, ev.Text
+	switch ev.Kind {
+	case hub.KindJoin:
+		text = "用户 " + ev.Subject.Nickname + "(" + strconv.FormatInt(ev.Subject.ID, 10) + ")加入聊天室"
+	case hub.KindLeave:
+		text = "用户 " + ev.Subject.Nickname + "(" + strconv.FormatInt(ev.Subject.ID, 10) + ")离开聊天室"
+		if ev.Reason != "" && ev.Reason != hub.DisconnectLeft.Reason {
+			text += " (" + ev.Reason + ")"
+		}
+	}
+	return OriginalPushes(from, text)
+}
+
+// OriginalPushes encodes text from sender as one or more original-protocol
+// pushes, each at most MaxOriginalFrame bytes. Text is split between
+// characters, never inside one.
+func OriginalPushes(from hub.Identity, text string) [][]byte {
+	prefix := appendInt(append([]byte(nil), `{"sender_id":`...), from.ID)
+	prefix = appendString(append(prefix, `,"sender_nickname":`...), from.Nickname)
+	prefix = append(prefix, `,"message":"`...)
+	const suffix = "\"}\n"
+	room := MaxOriginalFrame - len(prefix) - len(suffix)
+
+	var frames [][]byte
+	for first := true; first || text != ""; first = false {
+		// Find the longest prefix of text whose escaped form fits in room.
+		n, size := 0, 0
+		for n < len(text) {
+			r, w := utf8.DecodeRuneInString(text[n:])
+			esc := escapedLen(r, w)
+			if size+esc > room {
+				break
+			}
+			size += esc
+			n += w
+		}
+		frame := make([]byte, 0, len(prefix)+size+len(suffix))
+		frame = append(frame, prefix...)
+		frame = appendStringBody(frame, text[:n])
+		frame = append(frame, suffix...)
+		frames = append(frames, frame)
+		text = text[n:]
+	}
+	return frames
+}
+
+// encodeExtended renders an event as one extended-protocol object.
+func encodeExtended(ev *hub.Event) [][]byte {
+	b := make([]byte, 0, 160+len(ev.Text))
+	b = append(b, `{"type":"`...)
+	b = append(b, ev.Kind.String()...)
+	b = appendInt(append(b, `","seq":`...), int64(ev.Seq))
+	b = append(b, `,"time":"`...)
+	b = ev.Time.UTC().AppendFormat(b, timeLayout)
+	b = appendInt(append(b, `","sender_id":`...), ev.From.ID)
+	b = appendString(append(b, `,"sender_nickname":`...), ev.From.Nickname)
+	text := ev.Text
+	switch ev.Kind {
+	case hub.KindJoin:
+		text = ev.Subject.Nickname + " joined"
+	case hub.KindLeave:
+		text = ev.Subject.Nickname + " left"
+		if ev.Reason != "" && ev.Reason != hub.DisconnectLeft.Reason {
+			text += " (" + ev.Reason + ")"
+		}
+	}
+	b = appendString(append(b, `,"message":`...), text)
+	if ev.Kind == hub.KindJoin || ev.Kind == hub.KindLeave {
+		b = appendMember(append(b, `,"member":`...), ev.Subject)
+	}
+	if ev.Kind == hub.KindLeave {
+		b = appendString(append(b, `,"reason":`...), ev.Reason)
+	}
+	b = append(b, "}\n"...)
+	return [][]byte{b}
+}
+
+// encodeWelcome renders the successful login reply. The original client only
+// reads "id"; the extended reply also carries the member list.
+func encodeWelcome(b []byte, ev *hub.Event, extended bool) []byte {
+	if !extended {
+		b = appendInt(append(b, `{"status":"ok","id":`...), ev.Subject.ID)
+		return append(b, "}\n"...)
+	}
+	b = appendInt(append(b, `{"type":"login","status":"ok","id":`...), ev.Subject.ID)
+	b = appendString(append(b, `,"nickname":`...), ev.Subject.Nickname)
+	b = appendInt(append(b, `,"protocol":`...), ProtocolExtended)
+	b = appendMembers(append(b, `,"members":`...), ev.Members)
+	return append(b, "}\n"...)
+}
+
+// LoginError is the refused-login reply. Its id is 0, which the original
+// client treats as failure; the connection stays open for another try.
+func LoginError(reason string, extended bool) []byte {
+	b := []byte(`{"status":"error","id":0,"error":`)
+	if extended {
+		b = []byte(`{"type":"login","status":"error","id":0,"error":`)
+	}
+	b = appendString(b, reason)
+	return append(b, "}\n"...)
+}
+
+// Error is the extended reply to a refused request of type request.
+func Error(request, reason string) []byte {
+	b := appendString([]byte(`{"type":"error","request":`), request)
+	b = appendString(append(b, `,"error":`...), reason)
+	return append(b, "}\n"...)
+}
+
+// OriginalError tells an original-protocol client that a request was
+// refused, in the only shape it can print: a push from System.
+func OriginalError(reason string) [][]byte {
+	return OriginalPushes(hub.System, "[error] "+reason)
+}
+
+// Members is the extended reply to a members request.
+func Members(members []hub.Identity) []byte {
+	b := appendMembers([]byte(`{"type":"members","members":`), members)
+	return append(b, "}\n"...)
+}
+
+// Notice is a message from System outside the room's sequence, such as the
+// reason for a disconnect, in either shape.
+func Notice(text string, extended bool) [][]byte {
+	if !extended {
+		return OriginalPushes(hub.System, text)
+	}
+	b := appendString([]byte(`{"type":"notice","sender_id":0,"sender_nickname":"System","message":`), text)
+	return [][]byte{append(b, "}\n"...)}
+}
+
+func appendMembers(b []byte, members []hub.Identity) []byte {
+	b = append(b, '[')
+	for i, m := range members {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendMember(b, m)
+	}
+	return append(b, ']')
+}
+
+func appendMember(b []byte, m hub.Identity) []byte {
+	b = appendInt(append(b, `{"id":`...), m.ID)
+	b = appendString(append(b, `,"nickname":`...), m.Nickname)
+	return append(b, '}')
+}
+
+func appendInt(b []byte, n int64) []byte { return strconv.AppendInt(b, n, 10) }
+
+// Time formats t the way events carry it.
+func Time(t time.Time) string { return t.UTC().Format(timeLayout) }

@@ -1,0 +1,78 @@
+package wire
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"unicode/utf8"
+)
+
+// Request types a client can send.
+const (
+	TypeLogin     = "login"
+	TypeBroadcast = "broadcast"
+	TypeMembers   = "members"
+)
+
+// ProtocolExtended is the protocol number a client sends at login to receive
+// the extended shape.
+const ProtocolExtended = 1
+
+// ErrBadRequest is wrapped by every decoding error.
+var ErrBadRequest = errors.New("bad request")
+
+// Request is one decoded client request. Fields a type does not use are
+// ignored.
+type Request struct {
+	Type     string `json:"type"`
+	Nickname string `json:"nickname"`
+	Message  string `json:"message"`
+	// Protocol is ProtocolExtended from clients that opt in to the extended
+	// shape; 0 (absent) means the original protocol.
+	Protocol int `json:"protocol"`
+	// SenderID is what the client claims to be; see CheckSender.
+	SenderID json.RawMessage `json:"sender_id"`
+}
+
+// DecodeRequest parses one frame. It refuses invalid UTF-8, anything but a
+// JSON object, and fields of the wrong type, with an error that says which.
+func DecodeRequest(frame []byte) (Request, error) {
+	var req Request
+	if !utf8.Valid(frame) {
+		return req, fmt.Errorf("%w: not valid UTF-8", ErrBadRequest)
+	}
+	trimmed := bytes.TrimLeft(frame, " \t\r\n")
+	if len(trimmed) == 0 || trimmed[0] != '{' {
+		return req, fmt.Errorf("%w: not a JSON object", ErrBadRequest)
+	}
+	if err := json.Unmarshal(frame, &req); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		if errors.As(err, &typeErr) && typeErr.Field != "" {
+			return req, fmt.Errorf("%w: field %q must be a %s", ErrBadRequest, typeErr.Field, typeErr.Type.Kind())
+		}
+		return req, fmt.Errorf("%w: malformed JSON", ErrBadRequest)
+	}
+	if req.Type == "" {
+		return req, fmt.Errorf("%w: missing \"type\"", ErrBadRequest)
+	}
+	return req, nil
+}
+
+// Extended reports whether the request asks for the extended protocol.
+func (r Request) Extended() bool { return r.Protocol >= ProtocolExtended }
+
+// CheckSender verifies the optional sender_id the original client sends with
+// every message: absent or null is fine, anything but the sender's own id is
+// refused (the seed server trusted it, which let anyone speak as anyone).
+func (r Request) CheckSender(self int64) error {
+	raw := bytes.TrimSpace(r.SenderID)
+	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
+		return nil
+	}
+	var claimed int64
+	if err := json.Unmarshal(raw, &claimed); err != nil || claimed != self {
+		return fmt.Errorf("%w: sender_id %s is not your id (%d)", ErrBadRequest, raw, self)
+	}
+	return nil
+}

@@ -1,0 +1,175 @@
+// Package tcpfront serves the chat to native TCP clients: the original
+// Python client of the seed tutorial, the chat CLI, and anything else that
+// speaks the JSON protocol (see README). Requests are JSON objects with or
+// without newlines between them; responses are one object per line.
+package tcpfront
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"chatroom/hub"
+	"chatroom/hub/session"
+)
+
+// DefaultMaxRequestBytes is Options.MaxRequestBytes' default.
+const DefaultMaxRequestBytes = 64 << 10
+
+// Options configure a Server. The zero value of every field is a documented
+// default.
+type Options struct {
+	// MaxRequestBytes bounds one request; a longer one closes the
+	// connection. Default DefaultMaxRequestBytes.
+	MaxRequestBytes int
+	// Session tunes every connection's session.
+	Session session.Options
+	// Logger receives lifecycle logs. Default: discard.
+	Logger *slog.Logger
+}
+
+// Server accepts TCP chat clients into a hub.
+type Server struct {
+	hub  *hub.Hub
+	opts Options
+	log  *slog.Logger
+
+	ctx    context.Context // lives until Shutdown; sessions' hub calls use it
+	cancel context.CancelFunc
+	group  session.Group
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	closed    bool
+}
+
+// New returns a server that admits clients to h.
+func New(h *hub.Hub, opts Options) *Server {
+	if opts.MaxRequestBytes <= 0 {
+		opts.MaxRequestBytes = DefaultMaxRequestBytes
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Session.Logger == nil {
+		opts.Session.Logger = opts.Logger
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Server{hub: h, opts: opts, log: opts.Logger, ctx: ctx, cancel: cancel,
+		listeners: make(map[net.Listener]struct{})}
+}
+
+// Serve accepts connections on ln until Shutdown, then returns nil.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		_ = ln.Close()
+		return nil
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+
+	var backoff time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if s.ctx.Err() != nil {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
+				// Out of file descriptors and the like: wait, don't spin.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.log.Warn("accept failed; retrying", "err", err, "in", backoff)
+				time.Sleep(backoff)
+				continue
+			}
+			return fmt.Errorf("tcpfront: accept: %w", err)
+		}
+		backoff = 0
+		go s.serveConn(c)
+	}
+}
+
+func isTemporary(err error) bool {
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && t.Temporary()
+}
+
+func (s *Server) serveConn(c net.Conn) {
+	remote := c.RemoteAddr().String()
+	log := s.log.With("front", "tcp", "remote", remote)
+	defer func() {
+		// One connection's bug must not take the server down.
+		if p := recover(); p != nil {
+			log.Error("panic serving connection", "panic", p)
+			_ = c.Close()
+		}
+	}()
+	log.Info("connection opened")
+	opts := s.opts.Session
+	opts.Logger = log
+	conn := &tcpConn{c: c, frames: newFrameReader(c, s.opts.MaxRequestBytes)}
+	_ = s.group.Run(s.ctx, session.New(s.hub, conn, opts))
+}
+
+// Shutdown stops accepting, disconnects every client (each first gets what
+// is queued for it, such as the hub's shutdown notice) and waits for them,
+// aborting the rest when ctx expires.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closed = true
+	for ln := range s.listeners {
+		_ = ln.Close()
+	}
+	s.mu.Unlock()
+	err := s.group.Shutdown(ctx)
+	s.cancel()
+	return err
+}
+
+// Len returns the number of open client connections.
+func (s *Server) Len() int { return s.group.Len() }
+
+// tcpConn adapts a TCP connection to session.Conn.
+type tcpConn struct {
+	c      net.Conn
+	frames *frameReader
+}
+
+func (t *tcpConn) ReadFrame() ([]byte, error) {
+	frame, err := t.frames.Next()
+	if errors.Is(err, errFrameTooLarge) {
+		return nil, hub.Disconnect{Code: hub.CodeBadInput, Reason: err.Error()}
+	}
+	return frame, err
+}
+
+func (t *tcpConn) WriteFrames(frames [][]byte, separate bool, deadline time.Time) error {
+	if err := t.c.SetWriteDeadline(deadline); err != nil {
+		return fmt.Errorf("set write deadline: %w", err)
+	}
+	if separate {
+		for _, f := range frames {
+			if _, err := t.c.Write(f); err != nil {
+				return fmt.Errorf("write: %w", err)
+			}
+		}
+		return nil
+	}
+	// One writev for the whole batch: deliveries per syscall, not one each.
+	bufs := net.Buffers(frames)
+	if _, err := bufs.WriteTo(t.c); err != nil {
+		return fmt.Errorf("write: %w", err)
+	}
+	return nil
+}
+
+func (t *tcpConn) Close(hub.Disconnect) error { return t.c.Close() }
+
+func (t *tcpConn) Abort() { _ = t.c.Close() }

@@ -1,0 +1,174 @@
+// Package webfront serves the chat to browsers: the page embedded from
+// package web at "/", and the chat protocol over WebSocket at "/ws", one JSON
+// object per text message. Routing is go-chi/chi; WebSocket is
+// coder/websocket.
+package webfront
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+
+	"chatroom/hub"
+	"chatroom/hub/session"
+	"chatroom/web"
+)
+
+// DefaultMaxRequestBytes is Options.MaxRequestBytes' default.
+const DefaultMaxRequestBytes = 64 << 10
+
+// Options configure a Server. The zero value of every field is a documented
+// default.
+type Options struct {
+	// AllowedOrigins lists extra host patterns (path.Match syntax, such as
+	// "chat.example.com" or "*.example.com") whose pages may open a
+	// WebSocket. Default: none, only pages served from the same host, which
+	// blocks cross-site WebSocket hijacking.
+	AllowedOrigins []string
+	// MaxRequestBytes bounds one WebSocket message; a longer one closes the
+	// connection with status 1009. Default DefaultMaxRequestBytes.
+	MaxRequestBytes int
+	// Session tunes every connection's session.
+	Session session.Options
+	// Logger receives lifecycle logs. Default: discard.
+	Logger *slog.Logger
+}
+
+// Server serves the page and the WebSocket endpoint. Mount Routes() in an
+// http.Server; call Shutdown after that server's Shutdown, since it does not
+// track hijacked (WebSocket) connections.
+type Server struct {
+	hub  *hub.Hub
+	opts Options
+	log  *slog.Logger
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	group  session.Group
+}
+
+// New returns a server that admits browsers to h.
+func New(h *hub.Hub, opts Options) *Server {
+	if opts.MaxRequestBytes <= 0 {
+		opts.MaxRequestBytes = DefaultMaxRequestBytes
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Server{hub: h, opts: opts, log: opts.Logger, ctx: ctx, cancel: cancel}
+}
+
+// Routes returns the HTTP handler: the page, /ws and /healthz.
+func (s *Server) Routes() http.Handler {
+	r := chi.NewRouter()
+	r.Use(middleware.Recoverer)
+	r.Get("/ws", s.serveWebSocket)
+	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	r.With(securityHeaders).Handle("/*", http.FileServerFS(web.Files()))
+	return r
+}
+
+// securityHeaders lets the page load only its own scripts and styles and
+// talk only to its own server, a second wall behind rendering every message
+// as text.
+func securityHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Content-Security-Policy", "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; frame-ancestors 'none'")
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Referrer-Policy", "no-referrer")
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
+	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: s.opts.AllowedOrigins})
+	if err != nil {
+		// Accept has already answered (403 for a foreign origin).
+		s.log.Info("websocket upgrade refused", "remote", r.RemoteAddr, "origin", r.Header.Get("Origin"), "err", err)
+		return
+	}
+	ws.SetReadLimit(int64(s.opts.MaxRequestBytes))
+	log := s.log.With("front", "ws", "remote", r.RemoteAddr)
+	log.Info("connection opened")
+	opts := s.opts.Session
+	opts.Logger = log
+	_ = s.group.Run(s.ctx, session.New(s.hub, &wsConn{ws: ws}, opts))
+}
+
+// Shutdown disconnects every WebSocket client with status 1001 (each first
+// gets what is queued for it) and waits for them, aborting the rest when ctx
+// expires.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.group.Shutdown(ctx)
+	s.cancel()
+	return err
+}
+
+// Len returns the number of open WebSocket connections.
+func (s *Server) Len() int { return s.group.Len() }
+
+// wsConn adapts a WebSocket connection to session.Conn.
+type wsConn struct {
+	ws *websocket.Conn
+}
+
+func (c *wsConn) ReadFrame() ([]byte, error) {
+	_, data, err := c.ws.Read(context.Background())
+	if err != nil {
+		if websocket.CloseStatus(err) != -1 {
+			return nil, hub.DisconnectLeft
+		}
+		return nil, fmt.Errorf("websocket read: %w", err)
+	}
+	return data, nil
+}
+
+func (c *wsConn) WriteFrames(frames [][]byte, _ bool, deadline time.Time) error {
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	for _, f := range frames {
+		// Frames end in '\n' for TCP; a WebSocket message needs no separator.
+		if n := len(f); n > 0 && f[n-1] == '\n' {
+			f = f[:n-1]
+		}
+		if err := c.ws.Write(ctx, websocket.MessageText, f); err != nil {
+			return fmt.Errorf("websocket write: %w", err)
+		}
+	}
+	return nil
+}
+
+func (c *wsConn) Close(d hub.Disconnect) error {
+	status := websocket.StatusNormalClosure
+	switch d.Code {
+	case hub.CodeShutdown:
+		status = websocket.StatusGoingAway
+	case hub.CodeSlowConsumer, hub.CodeBadInput:
+		status = websocket.StatusPolicyViolation
+	case hub.CodeWriteFailed, hub.CodeReadFailed:
+		return c.ws.CloseNow()
+	}
+	reason := d.Reason
+	if len(reason) > 120 { // a close frame's reason is at most 123 bytes
+		reason = reason[:120]
+	}
+	if err := c.ws.Close(status, reason); err != nil && !errors.Is(err, net.ErrClosed) {
+		return fmt.Errorf("websocket close: %w", err)
+	}
+	return nil
+}
+
+func (c *wsConn) Abort() { _ = c.ws.CloseNow() }

@@ -38,8 +38,12 @@ func newFrameReader(r io.Reader, max int) *frameReader {
 func (f *frameReader) Next() ([]byte, error) {
 	for {
 		if frame, ok := f.scanFrame(); ok {
+			if len(frame) > f.max {
+				return nil, fmt.Errorf("%w: over %d bytes", errFrameTooLarge, f.max)
+			}
 			return frame, nil
 		}
+		// An unfinished frame this long can only end up over the limit.
 		if f.scan-f.start >= f.max {
 			return nil, fmt.Errorf("%w: over %d bytes", errFrameTooLarge, f.max)
 		}

@@ -150,17 +150,9 @@ func (t *tcpConn) ReadFrame() ([]byte, error) {
 	return frame, err
 }
 
-func (t *tcpConn) WriteFrames(frames [][]byte, separate bool, deadline time.Time) error {
+func (t *tcpConn) WriteFrames(frames [][]byte, deadline time.Time) error {
 	if err := t.c.SetWriteDeadline(deadline); err != nil {
 		return fmt.Errorf("set write deadline: %w", err)
-	}
-	if separate {
-		for _, f := range frames {
-			if _, err := t.c.Write(f); err != nil {
-				return fmt.Errorf("write: %w", err)
-			}
-		}
-		return nil
 	}
 	// One writev for the whole batch: deliveries per syscall, not one each.
 	bufs := net.Buffers(frames)

@@ -136,7 +136,7 @@ func (c *wsConn) ReadFrame() ([]byte, error) {
 	return data, nil
 }
 
-func (c *wsConn) WriteFrames(frames [][]byte, _ bool, deadline time.Time) error {
+func (c *wsConn) WriteFrames(frames [][]byte, deadline time.Time) error {
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	for _, f := range frames {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"chatroom/hub"
+	"chatroom/hub/session"
 	"chatroom/tcpfront"
 	"chatroom/webfront"
 )
@@ -27,7 +28,9 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	MaxMessageBytes int
 	AllowedOrigins  []string
-	Logger          *slog.Logger
+	// Session tunes every client connection (queue bounds, write timeout).
+	Session session.Options
+	Logger  *slog.Logger
 }
 
 // Main is one running chatd: a hub and its two fronts. Run starts it, Close
@@ -71,8 +74,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		_ = m.tcpLn.Close()
 		return fmt.Errorf("listen http front: %w", err)
 	}
-	m.TCP = tcpfront.New(m.Hub, tcpfront.Options{Logger: m.log})
-	m.Web = webfront.New(m.Hub, webfront.Options{Logger: m.log, AllowedOrigins: m.cfg.AllowedOrigins})
+	m.TCP = tcpfront.New(m.Hub, tcpfront.Options{Logger: m.log, Session: m.cfg.Session})
+	m.Web = webfront.New(m.Hub, webfront.Options{Logger: m.log, AllowedOrigins: m.cfg.AllowedOrigins, Session: m.cfg.Session})
 	m.http = &http.Server{
 		Handler:           m.Web.Routes(),
 		ReadHeaderTimeout: 10 * time.Second,

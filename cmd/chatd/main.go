@@ -72,6 +72,9 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), stderr io
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", DefaultShutdownTimeout, "how long shutdown lets clients drain their queues before cutting them off")
 	fs.IntVar(&cfg.MaxMessageBytes, "max-message", 0, "longest chat message in bytes (0: 4096)")
 	fs.Var(stringList{&cfg.AllowedOrigins}, "allow-origin", "extra `host` pattern whose pages may open a WebSocket, e.g. '*.example.com' (repeatable, comma-separated); same-host pages are always allowed")
+	fs.IntVar(&cfg.Session.QueueMessages, "queue-messages", 0, "per-client send queue bound in messages; a client that falls this far behind is disconnected (0: 1024)")
+	fs.IntVar(&cfg.Session.QueueBytes, "queue-bytes", 0, "per-client send queue bound in bytes (0: 1 MiB)")
+	fs.DurationVar(&cfg.Session.WriteTimeout, "write-timeout", 0, "a client that accepts no data for this long is disconnected (0: 10s)")
 	fs.StringVar(&level, "log-level", "info", "log level: debug, info, warn or error")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: chatd [flags]\n\nRuns the chat server. Each flag may also be set as CHATD_<FLAG> in the environment\n(e.g. CHATD_TCP=:9000); the command line wins.\n\nFlags:\n")

@@ -32,10 +32,9 @@ type Conn interface {
 	// ReadFrame returns the next request frame, valid until the next call.
 	// An error that is a hub.Disconnect ends the session with that reason.
 	ReadFrame() ([]byte, error)
-	// WriteFrames writes frames in order, giving up at deadline. With
-	// separate, each frame must go out in a write of its own (original
-	// protocol clients parse each read as one object).
-	WriteFrames(frames [][]byte, separate bool, deadline time.Time) error
+	// WriteFrames writes frames in order, as few writes as the transport
+	// allows, giving up at deadline.
+	WriteFrames(frames [][]byte, deadline time.Time) error
 	// Close ends the connection after telling the peer why, where the
 	// transport can (a WebSocket close status). It may take a moment.
 	Close(d hub.Disconnect) error
@@ -50,6 +49,7 @@ const (
 	DefaultQueueBytes    = 1 << 20
 	DefaultWriteTimeout  = 10 * time.Second
 	DefaultLoginGap      = 50 * time.Millisecond
+	DefaultPushGap       = 3 * time.Millisecond
 )
 
 // Options tune a session. The zero value of every field is the documented
@@ -68,6 +68,14 @@ type Options struct {
 	// original-protocol client, so that its recv(1024) does not see the reply
 	// and the next push as one (unparseable) read. Default DefaultLoginGap.
 	LoginGap time.Duration
+	// PushGap is the least time between two pushes to an original-protocol
+	// client. That client parses each recv(1024) as exactly one object, so
+	// two pushes that reach it before it reads again are lost as one
+	// unparseable read; a short gap lets it keep up. It caps such a client at
+	// 1/PushGap pushes a second (a busier room overflows its queue and drops
+	// it as a slow consumer). Extended clients are never paced. Default
+	// DefaultPushGap; negative disables.
+	PushGap time.Duration
 	// Logger receives connection lifecycle logs. Default: discard.
 	Logger *slog.Logger
 }
@@ -84,6 +92,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.LoginGap <= 0 {
 		o.LoginGap = DefaultLoginGap
+	}
+	if o.PushGap == 0 {
+		o.PushGap = DefaultPushGap
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -232,9 +243,17 @@ func (s *Session) closeLocked(reason hub.Disconnect, drop bool) {
 		s.items = s.items[:0]
 		s.bytes = 0
 		s.dropped = true
+		// The writer may be stuck in a write to a peer that stopped reading:
+		// give it a moment to deliver the reason, then cut the peer off, so
+		// the leave is announced promptly rather than after WriteTimeout.
+		time.AfterFunc(lastWordsGrace, s.Abort)
 	}
 	s.signal()
 }
+
+// lastWordsGrace is how long a dropped client's connection may take to
+// receive the reason before it is cut off.
+const lastWordsGrace = time.Second
 
 func (s *Session) signal() {
 	select {
@@ -342,12 +361,14 @@ func (s *Session) refuse(req wire.Request, err error) {
 }
 
 // writeLoop drains the queue to the connection until the session closes.
-// Everything queued at one wake-up goes out as one batch.
+// For an extended client everything queued at one wake-up goes out in one
+// write; an original-protocol client gets one object per write, paced.
 func (s *Session) writeLoop() {
 	defer close(s.writerDone)
 	var (
-		batch  []item
-		frames [][]byte
+		batch     []item
+		frames    [][]byte
+		notBefore time.Time // original protocol: no write before this
 	)
 	for {
 		select {
@@ -368,18 +389,24 @@ func (s *Session) writeLoop() {
 				continue
 			}
 			if it.ev.Kind == hub.KindWelcome && !extended {
-				// Flush what came before, send the reply alone, then pause.
-				frames = append(frames, wire.EncodeEvent(it.ev, false)...)
-				if !s.write(frames, extended) || !s.pause(s.opts.LoginGap) {
+				// The login reply goes alone, and then nothing for a while.
+				if !s.writePaced(frames, &notBefore) || !s.writePaced(wire.EncodeEvent(it.ev, false), &notBefore) {
 					return
 				}
+				notBefore = time.Now().Add(s.opts.LoginGap)
 				frames = frames[:0]
 				continue
 			}
 			frames = append(frames, wire.EncodeEvent(it.ev, extended)...)
 		}
 		clear(batch) // drop references to delivered events
-		if len(frames) > 0 && !s.write(frames, extended) {
+		ok := true
+		if extended && len(frames) > 0 {
+			ok = s.write(frames)
+		} else if !extended {
+			ok = s.writePaced(frames, &notBefore)
+		}
+		if !ok {
 			return
 		}
 		if closing != nil {
@@ -389,10 +416,25 @@ func (s *Session) writeLoop() {
 	}
 }
 
+// writePaced writes frames one per write, none before *notBefore and each
+// PushGap after the last, for original-protocol clients.
+func (s *Session) writePaced(frames [][]byte, notBefore *time.Time) bool {
+	for i := range frames {
+		if wait := time.Until(*notBefore); wait > 0 && !s.pause(wait) {
+			return false
+		}
+		if !s.write(frames[i : i+1]) {
+			return false
+		}
+		*notBefore = time.Now().Add(s.opts.PushGap)
+	}
+	return true
+}
+
 // write writes frames; on failure it closes the session and reports false.
-func (s *Session) write(frames [][]byte, extended bool) bool {
+func (s *Session) write(frames [][]byte) bool {
 	deadline := time.Now().Add(s.opts.WriteTimeout)
-	if err := s.conn.WriteFrames(frames, !extended, deadline); err != nil {
+	if err := s.conn.WriteFrames(frames, deadline); err != nil {
 		d := hub.Disconnect{Code: hub.CodeWriteFailed, Reason: "write failed"}
 		s.mu.Lock()
 		s.closeLocked(d, true)
@@ -427,7 +469,7 @@ func (s *Session) finish(d hub.Disconnect, extended, dropped bool) {
 			last = wire.Notice("disconnected: "+d.Reason, false)
 		}
 		// Short deadline: a slow consumer may never read it.
-		_ = s.conn.WriteFrames(last, !extended, time.Now().Add(time.Second))
+		_ = s.conn.WriteFrames(last, time.Now().Add(lastWordsGrace))
 	}
 	if err := s.conn.Close(d); err != nil {
 		s.log.Debug("close failed", "err", err)

@@ -75,16 +75,16 @@ func TestNicknameRules(t *testing.T) {
 		t.Fatal(err)
 	}
 	cases := map[string]error{
-		"":                       hub.ErrNicknameInvalid,
-		"   ":                    hub.ErrNicknameInvalid,
-		strings.Repeat("x", 33):  hub.ErrNicknameInvalid,
-		"bad\x07bell":            hub.ErrNicknameInvalid,
-		"rtl\u202eoverride":      hub.ErrNicknameInvalid,
-		"ALICE":                  hub.ErrNicknameTaken,
-		"alice":                  hub.ErrNicknameTaken,
-		"system":                 hub.ErrNicknameTaken,
+		"":                      hub.ErrNicknameInvalid,
+		"   ":                   hub.ErrNicknameInvalid,
+		strings.Repeat("x", 33): hub.ErrNicknameInvalid,
+		"bad\x07bell":           hub.ErrNicknameInvalid,
+		"rtl\u202eoverride":     hub.ErrNicknameInvalid,
+		"ALICE":                 hub.ErrNicknameTaken,
+		"alice":                 hub.ErrNicknameTaken,
+		"system":                hub.ErrNicknameTaken,
 		strings.Repeat("字", 32): nil,
-		"bob smith":              nil,
+		"bob smith":             nil,
 	}
 	for nick, want := range cases {
 		_, err := h.Join(ctx, nick, &recorder{})

@@ -78,7 +78,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	for {
 		c, err := ln.Accept()
 		if err != nil {
-			if s.ctx.Err() != nil {
+			if s.isClosed() {
 				return nil
 			}
 			var ne net.Error
@@ -94,6 +94,12 @@ func (s *Server) Serve(ln net.Listener) error {
 		backoff = 0
 		go s.serveConn(c)
 	}
+}
+
+func (s *Server) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
 }
 
 func isTemporary(err error) bool {

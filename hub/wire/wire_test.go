@@ -115,3 +115,25 @@ func TestDecodeRequest(t *testing.T) {
 		t.Errorf("null sender_id refused: %v", err)
 	}
 }
+
+// FuzzDecodeRequest checks that no input panics the decoder and that an
+// accepted request is an object with a type.
+func FuzzDecodeRequest(f *testing.F) {
+	f.Add([]byte(`{"type": "login", "nickname": "\u5f20\u4e09"}`))
+	f.Add([]byte(`{"type":"broadcast","sender_id":1,"message":"hi","protocol":1}`))
+	f.Add([]byte(`{"type":"broadcast","sender_id":"1","message":5}`))
+	f.Add([]byte("\xff{}"))
+	f.Fuzz(func(t *testing.T, frame []byte) {
+		req, err := DecodeRequest(frame)
+		if err != nil {
+			if !errors.Is(err, ErrBadRequest) {
+				t.Fatalf("error %v does not wrap ErrBadRequest", err)
+			}
+			return
+		}
+		if req.Type == "" || !utf8.Valid(frame) {
+			t.Fatalf("accepted %q as %+v", frame, req)
+		}
+		_ = req.CheckSender(1)
+	})
+}

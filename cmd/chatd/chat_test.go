@@ -264,49 +264,42 @@ func TestSlowClientIsDroppedOthersCarryOn(t *testing.T) {
 	sender.loginOriginal("sender") // original protocol: no echoes to read
 	fast.await("sender's join", func(x msg) bool { return x.str("message") == "sender joined" })
 
-	// Flood until the slow client (which never reads) is dropped.
-	stop := make(chan struct{})
-	sent := make(chan int, 1)
-	go func() {
-		payload := strings.Repeat("x", 3000)
-		n := 0
-		for ; n < 20000; n++ {
-			select {
-			case <-stop:
-				sender.say("last")
-				sent <- n
+	// Flood until the slow client (which never reads) is dropped, in rounds
+	// the fast client reads completely, so that only the slow one falls behind.
+	payload := strings.Repeat("x", 3000)
+	sent, received, dropped := 0, 0, false
+	receive := func(until string) {
+		for {
+			x := fast.next()
+			if x.str("type") == "leave" {
+				if !strings.Contains(x.str("reason"), "slow consumer") || x.str("message") != "slow left ("+x.str("reason")+")" {
+					t.Fatalf("leave %v, want slow consumer", x)
+				}
+				dropped = true
+				continue
+			}
+			if x.str("type") != "message" {
+				continue
+			}
+			if x.str("message") == until {
 				return
-			default:
 			}
-			sender.say(fmt.Sprintf("%d %s", n, payload))
-		}
-		sender.say("last")
-		sent <- n
-	}()
-	received, dropped := 0, false
-	for {
-		x := fast.next()
-		if x.str("type") == "leave" && x.str("reason") != "" {
-			if !strings.Contains(x.str("reason"), "slow consumer") || !strings.Contains(x.str("message"), "slow") {
-				t.Fatalf("leave %v, want slow consumer", x)
+			if want := fmt.Sprintf("%d ", received); !strings.HasPrefix(x.str("message"), want) {
+				t.Fatalf("fast client lost or reordered a message: got %.10q, want %q", x.str("message"), want)
 			}
-			dropped = true
-			close(stop)
-			continue
+			received++
 		}
-		if x.str("type") != "message" {
-			continue
-		}
-		if x.str("message") == "last" {
-			break
-		}
-		if want := fmt.Sprintf("%d ", received); !strings.HasPrefix(x.str("message"), want) {
-			t.Fatalf("fast client lost or reordered a message: got %.10q, want %q", x.str("message"), want)
-		}
-		received++
 	}
-	if n := <-sent; !dropped || received != n {
-		t.Fatalf("dropped=%v; fast client received %d of %d messages", dropped, received, n)
+	for round := 0; !dropped && round < 1000; round++ {
+		for range 32 {
+			sender.say(fmt.Sprintf("%d %s", sent, payload))
+			sent++
+		}
+		sender.say(fmt.Sprintf("round %d", round))
+		receive(fmt.Sprintf("round %d", round))
+	}
+	if !dropped || received != sent {
+		t.Fatalf("dropped=%v; fast client received %d of %d messages", dropped, received, sent)
 	}
 	if _, err := slow.awaitClosed(); err == nil {
 		t.Fatal("slow client still connected")

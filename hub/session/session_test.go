@@ -1,0 +1,167 @@
+package session
+
+import (
+	"context"
+	"io"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"chatroom/hub"
+)
+
+// fakeConn is an in-memory Conn whose writes can be held up, standing in for
+// a peer that stops reading.
+type fakeConn struct {
+	reads   chan []byte
+	release chan struct{} // closed: writes proceed
+
+	mu      sync.Mutex
+	written []string
+	closed  *hub.Disconnect
+	aborted bool
+	gone    chan struct{}
+	once    sync.Once
+}
+
+func newFakeConn() *fakeConn {
+	c := &fakeConn{reads: make(chan []byte, 16), release: make(chan struct{}), gone: make(chan struct{})}
+	return c
+}
+
+func (c *fakeConn) ReadFrame() ([]byte, error) {
+	select {
+	case f := <-c.reads:
+		return f, nil
+	case <-c.gone:
+		return nil, io.EOF
+	}
+}
+
+func (c *fakeConn) WriteFrames(frames [][]byte, deadline time.Time) error {
+	select {
+	case <-c.release:
+	case <-c.gone:
+		return io.ErrClosedPipe
+	case <-time.After(time.Until(deadline)):
+		return io.ErrShortWrite
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, f := range frames {
+		c.written = append(c.written, string(f))
+	}
+	return nil
+}
+
+func (c *fakeConn) Close(d hub.Disconnect) error {
+	c.mu.Lock()
+	if c.closed == nil {
+		c.closed = &d
+	}
+	c.mu.Unlock()
+	c.once.Do(func() { close(c.gone) })
+	return nil
+}
+
+func (c *fakeConn) Abort() {
+	c.mu.Lock()
+	c.aborted = true
+	c.mu.Unlock()
+	c.once.Do(func() { close(c.gone) })
+}
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestSlowConsumerGetsLastWordsAndIsAnnounced(t *testing.T) {
+	ctx := context.Background()
+	h, err := hub.New(hub.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	watcher := &recorder{joins: make(chan string, 8)}
+	if _, err := h.Join(ctx, "watcher", watcher); err != nil {
+		t.Fatal(err)
+	}
+	talker, _ := h.Join(ctx, "talker", &recorder{})
+
+	conn := newFakeConn()
+	s := New(h, conn, Options{QueueMessages: 8})
+	done := make(chan struct{})
+	go func() {
+		s.Run(ctx)
+		close(done)
+	}()
+	conn.reads <- []byte(`{"type":"login","nickname":"stuck","protocol":1}`)
+	waitJoin(t, watcher, "stuck")
+	// The writer is held up (the peer reads nothing); the room goes on.
+	for i := range 20 {
+		if err := h.Publish(ctx, talker.ID, "message"); err != nil {
+			t.Fatalf("publish %d: %v", i, err)
+		}
+	}
+	close(conn.release) // the peer reads again: it must get the reason, then the close
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("session did not end")
+	}
+	conn.mu.Lock()
+	defer conn.mu.Unlock()
+	last := conn.written[len(conn.written)-1]
+	if !strings.Contains(last, `"type":"error"`) || !strings.Contains(last, "slow consumer") {
+		t.Fatalf("last frame %q, want the slow-consumer error", last)
+	}
+	if conn.closed == nil || conn.closed.Code != hub.CodeSlowConsumer {
+		t.Fatalf("closed with %v, want CodeSlowConsumer", conn.closed)
+	}
+	var reason string
+	for _, ev := range watcher.snapshot() {
+		if ev.Kind == hub.KindLeave && ev.Subject.Nickname == "stuck" {
+			reason = ev.Reason
+		}
+	}
+	if !strings.Contains(reason, "slow consumer") {
+		t.Fatalf("leave reason %q, want slow consumer", reason)
+	}
+}
+
+type recorder struct {
+	mu     sync.Mutex
+	events []*hub.Event
+	joins  chan string // if set, receives the nickname of each join
+}
+
+func (r *recorder) Deliver(ev *hub.Event) {
+	r.mu.Lock()
+	r.events = append(r.events, ev)
+	r.mu.Unlock()
+	if r.joins != nil && ev.Kind == hub.KindJoin {
+		r.joins <- ev.Subject.Nickname
+	}
+}
+
+func (r *recorder) snapshot() []*hub.Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]*hub.Event(nil), r.events...)
+}
+
+// waitJoin waits until r has seen nick join.
+func waitJoin(t *testing.T, r *recorder, nick string) {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case got := <-r.joins:
+			if got == nick {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("%s never joined", nick)
+		}
+	}
+}

@@ -19,7 +19,38 @@ const (
 	CodeWriteFailed
 	// CodeReadFailed: reading from the client failed.
 	CodeReadFailed
+	// CodeTimeout: the client did not log in, or answer a ping, in time.
+	CodeTimeout
+	// CodeAbuse: the client kept sending requests that were refused.
+	CodeAbuse
+	// CodeInternal: a bug while serving the client (a recovered panic).
+	CodeInternal
 )
+
+// String names the code for logs and metrics.
+func (c DisconnectCode) String() string {
+	switch c {
+	case CodeLeft:
+		return "left"
+	case CodeSlowConsumer:
+		return "slow_consumer"
+	case CodeShutdown:
+		return "shutdown"
+	case CodeBadInput:
+		return "bad_input"
+	case CodeWriteFailed:
+		return "write_failed"
+	case CodeReadFailed:
+		return "read_failed"
+	case CodeTimeout:
+		return "timeout"
+	case CodeAbuse:
+		return "abuse"
+	case CodeInternal:
+		return "internal"
+	}
+	return "unknown"
+}
 
 // Disconnect is why a connection ended, as an error value: a code for
 // machines and a reason for people.

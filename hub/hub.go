@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"time"
 	"unicode"
 	"unicode/utf8"
 )
@@ -17,6 +18,12 @@ type Subscriber interface {
 	// Deliver queues an event for the member. A subscriber that cannot keep
 	// up disconnects itself; it must not block the hub.
 	Deliver(ev *Event)
+}
+
+// Observer is told of every fan-out; metrics implement it. It is called on
+// the publisher's goroutine, so it must be cheap and must not block.
+type Observer interface {
+	FannedOut(kind Kind, recipients int, took time.Duration)
 }
 
 // Errors returned by the hub. Fronts show their text to the client.
@@ -46,6 +53,8 @@ type Options struct {
 	// MaxMessageBytes is the longest message text in UTF-8 bytes.
 	// Default: DefaultMaxMessageBytes.
 	MaxMessageBytes int
+	// Observer is told of every fan-out. Default: none.
+	Observer Observer
 }
 
 // Hub is one chat room. Create it with New; all methods are safe for
@@ -54,6 +63,7 @@ type Hub struct {
 	broker   Broker
 	log      *slog.Logger
 	maxBytes int
+	observer Observer
 
 	mu       sync.RWMutex // guards everything below
 	members  []*member    // fan-out order; swap-removed on leave
@@ -75,6 +85,7 @@ func New(opts Options) (*Hub, error) {
 		broker:   opts.Broker,
 		log:      opts.Logger,
 		maxBytes: opts.MaxMessageBytes,
+		observer: opts.Observer,
 		byID:     make(map[int64]*member),
 		byNick:   make(map[string]*member),
 	}
@@ -96,11 +107,19 @@ func New(opts Options) (*Hub, error) {
 // fanOut hands one sequenced event to every member. The broker calls it one
 // event at a time.
 func (h *Hub) fanOut(ev *Event) {
+	var start time.Time
+	if h.observer != nil {
+		start = time.Now()
+	}
 	h.mu.RLock()
 	for _, m := range h.members {
 		m.sub.Deliver(ev)
 	}
+	n := len(h.members)
 	h.mu.RUnlock()
+	if h.observer != nil {
+		h.observer.FannedOut(ev.Kind, n, time.Since(start))
+	}
 }
 
 // Join admits a member under nickname. Before anything else the subscriber

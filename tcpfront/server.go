@@ -14,7 +14,9 @@ import (
 	"time"
 
 	"chatroom/hub"
+	"chatroom/hub/admission"
 	"chatroom/hub/session"
+	"chatroom/hub/wire"
 )
 
 // DefaultMaxRequestBytes is Options.MaxRequestBytes' default.
@@ -28,6 +30,9 @@ type Options struct {
 	MaxRequestBytes int
 	// Session tunes every connection's session.
 	Session session.Options
+	// Admission decides whether each new connection is served. Default: no
+	// limits.
+	Admission *admission.Controller
 	// Logger receives lifecycle logs. Default: discard.
 	Logger *slog.Logger
 }
@@ -117,6 +122,18 @@ func (s *Server) serveConn(c net.Conn) {
 			_ = c.Close()
 		}
 	}()
+	if s.opts.Admission != nil {
+		release, err := s.opts.Admission.Admit("tcp", remote)
+		if err != nil {
+			log.Info("connection refused", "err", err)
+			// A refused-login reply: both client shapes understand it.
+			_ = c.SetWriteDeadline(time.Now().Add(time.Second))
+			_, _ = c.Write(wire.LoginError(err.Error(), false))
+			_ = c.Close()
+			return
+		}
+		defer release()
+	}
 	log.Info("connection opened")
 	opts := s.opts.Session
 	opts.Logger = log

@@ -11,6 +11,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/coder/websocket"
@@ -18,12 +20,16 @@ import (
 	"github.com/go-chi/chi/v5/middleware"
 
 	"chatroom/hub"
+	"chatroom/hub/admission"
 	"chatroom/hub/session"
 	"chatroom/web"
 )
 
-// DefaultMaxRequestBytes is Options.MaxRequestBytes' default.
-const DefaultMaxRequestBytes = 64 << 10
+// Defaults for Options.
+const (
+	DefaultMaxRequestBytes = 64 << 10
+	DefaultPingInterval    = 30 * time.Second
+)
 
 // Options configure a Server. The zero value of every field is a documented
 // default.
@@ -36,8 +42,20 @@ type Options struct {
 	// MaxRequestBytes bounds one WebSocket message; a longer one closes the
 	// connection with status 1009. Default DefaultMaxRequestBytes.
 	MaxRequestBytes int
+	// PingInterval is how often an idle WebSocket is pinged; a peer that
+	// does not answer within another PingInterval is disconnected, so dead
+	// peers are reaped. Default DefaultPingInterval.
+	PingInterval time.Duration
 	// Session tunes every connection's session.
 	Session session.Options
+	// Admission decides whether each new connection is served. Default: no
+	// limits.
+	Admission *admission.Controller
+	// Ready reports whether the server should receive traffic (/readyz).
+	// Default: always.
+	Ready func() bool
+	// Metrics, if set, is served at /metrics.
+	Metrics http.Handler
 	// Logger receives lifecycle logs. Default: discard.
 	Logger *slog.Logger
 }
@@ -63,19 +81,33 @@ func New(h *hub.Hub, opts Options) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.PingInterval <= 0 {
+		opts.PingInterval = DefaultPingInterval
+	}
+	if opts.Ready == nil {
+		opts.Ready = func() bool { return true }
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Server{hub: h, opts: opts, log: opts.Logger, ctx: ctx, cancel: cancel}
 }
 
-// Routes returns the HTTP handler: the page, /ws and /healthz.
+// Routes returns the HTTP handler: the page, /ws, /healthz (alive),
+// /readyz (ready for traffic) and, when configured, /metrics.
 func (s *Server) Routes() http.Handler {
 	r := chi.NewRouter()
 	r.Use(middleware.Recoverer)
 	r.Get("/ws", s.serveWebSocket)
-	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		_, _ = w.Write([]byte("ok\n"))
+	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) { plain(w, http.StatusOK, "ok") })
+	r.Get("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if s.opts.Ready() {
+			plain(w, http.StatusOK, "ready")
+			return
+		}
+		plain(w, http.StatusServiceUnavailable, "not ready")
 	})
+	if s.opts.Metrics != nil {
+		r.Method(http.MethodGet, "/metrics", s.opts.Metrics)
+	}
 	r.With(securityHeaders).Handle("/*", http.FileServerFS(web.Files()))
 	return r
 }
@@ -93,7 +125,26 @@ func securityHeaders(next http.Handler) http.Handler {
 	})
 }
 
+func plain(w http.ResponseWriter, status int, text string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(status)
+	_, _ = w.Write([]byte(text + "\n"))
+}
+
 func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
+	if s.opts.Admission != nil {
+		release, err := s.opts.Admission.Admit("ws", r.RemoteAddr)
+		if err != nil {
+			s.log.Info("connection refused", "front", "ws", "remote", r.RemoteAddr, "err", err)
+			status := http.StatusServiceUnavailable
+			if !errors.Is(err, admission.ErrTooManyConns) {
+				status = http.StatusTooManyRequests
+			}
+			http.Error(w, err.Error(), status)
+			return
+		}
+		defer release()
+	}
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: s.opts.AllowedOrigins})
 	if err != nil {
 		// Accept has already answered (403 for a foreign origin).
@@ -105,7 +156,9 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	log.Info("connection opened")
 	opts := s.opts.Session
 	opts.Logger = log
-	_ = s.group.Run(s.ctx, session.New(s.hub, &wsConn{ws: ws}, opts))
+	conn := &wsConn{ws: ws}
+	conn.keepAlive(s.opts.PingInterval)
+	_ = s.group.Run(s.ctx, session.New(s.hub, conn, opts))
 }
 
 // Shutdown disconnects every WebSocket client with status 1001 (each first
@@ -123,13 +176,52 @@ func (s *Server) Len() int { return s.group.Len() }
 // wsConn adapts a WebSocket connection to session.Conn.
 type wsConn struct {
 	ws *websocket.Conn
+
+	mu        sync.Mutex
+	pingTimer *time.Timer // nil once closed
+}
+
+// keepAlive pings the peer every interval from a timer (no goroutine while
+// idle) and cuts it off when a ping goes unanswered for another interval.
+func (c *wsConn) keepAlive(interval time.Duration) {
+	var ping func()
+	ping = func() {
+		ctx, cancel := context.WithTimeout(context.Background(), interval)
+		err := c.ws.Ping(ctx) // the session's reader receives the pong
+		cancel()
+		if err != nil {
+			_ = c.ws.CloseNow()
+			return
+		}
+		c.mu.Lock()
+		if c.pingTimer != nil {
+			c.pingTimer.Reset(interval)
+		}
+		c.mu.Unlock()
+	}
+	c.mu.Lock()
+	c.pingTimer = time.AfterFunc(interval, ping)
+	c.mu.Unlock()
+}
+
+func (c *wsConn) stopKeepAlive() {
+	c.mu.Lock()
+	if c.pingTimer != nil {
+		c.pingTimer.Stop()
+		c.pingTimer = nil
+	}
+	c.mu.Unlock()
 }
 
 func (c *wsConn) ReadFrame() ([]byte, error) {
 	_, data, err := c.ws.Read(context.Background())
 	if err != nil {
-		if websocket.CloseStatus(err) != -1 {
+		switch {
+		case websocket.CloseStatus(err) != -1:
 			return nil, hub.DisconnectLeft
+		case strings.Contains(err.Error(), "read limited at"):
+			// The library has already closed with 1009 (message too big).
+			return nil, hub.Disconnect{Code: hub.CodeBadInput, Reason: "request too large"}
 		}
 		return nil, fmt.Errorf("websocket read: %w", err)
 	}
@@ -152,12 +244,15 @@ func (c *wsConn) WriteFrames(frames [][]byte, deadline time.Time) error {
 }
 
 func (c *wsConn) Close(d hub.Disconnect) error {
+	c.stopKeepAlive()
 	status := websocket.StatusNormalClosure
 	switch d.Code {
 	case hub.CodeShutdown:
 		status = websocket.StatusGoingAway
-	case hub.CodeSlowConsumer, hub.CodeBadInput:
+	case hub.CodeSlowConsumer, hub.CodeBadInput, hub.CodeAbuse, hub.CodeTimeout:
 		status = websocket.StatusPolicyViolation
+	case hub.CodeInternal:
+		status = websocket.StatusInternalError
 	case hub.CodeWriteFailed, hub.CodeReadFailed:
 		return c.ws.CloseNow()
 	}
@@ -171,4 +266,7 @@ func (c *wsConn) Close(d hub.Disconnect) error {
 	return nil
 }
 
-func (c *wsConn) Abort() { _ = c.ws.CloseNow() }
+func (c *wsConn) Abort() {
+	c.stopKeepAlive()
+	_ = c.ws.CloseNow()
+}

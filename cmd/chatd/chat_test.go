@@ -51,7 +51,7 @@ func TestTCPClientsChat(t *testing.T) {
 }
 
 func TestBrowsersAndTerminalsShareOneRoomInOneOrder(t *testing.T) {
-	m := startServer(t)
+	m := startServer(t, func(c *Config) { c.Session.RequestRate = -1 }) // bursts beyond a person's
 	ws1, ws2, term := dialWS(t, m, "ws1"), dialWS(t, m, "ws2"), dialTCP(t, m, "term")
 	ws1.login("ws1")
 	ws2.login("ws2")
@@ -254,7 +254,7 @@ func TestDisconnectIsAnnouncedAsLeave(t *testing.T) {
 
 func TestSlowClientIsDroppedOthersCarryOn(t *testing.T) {
 	m := startServer(t, func(c *Config) {
-		c.Session = session.Options{QueueMessages: 64, QueueBytes: 256 << 10}
+		c.Session = session.Options{QueueMessages: 64, QueueBytes: 256 << 10, RequestRate: -1}
 	})
 	slow := dialTCP(t, m, "slow")
 	slow.login("slow")

@@ -2,14 +2,22 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"chatroom/hub"
+	"chatroom/hub/admission"
+	"chatroom/hub/metrics"
 	"chatroom/hub/session"
 	"chatroom/tcpfront"
 	"chatroom/webfront"
@@ -28,9 +36,18 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	MaxMessageBytes int
 	AllowedOrigins  []string
-	// Session tunes every client connection (queue bounds, write timeout).
+	// MaxRequestBytes bounds one request on either front (0: 64 KiB).
+	MaxRequestBytes int
+	// PingInterval for WebSocket keepalive (0: 30s).
+	PingInterval time.Duration
+	// TLSCertFile and TLSKeyFile, when both set, serve HTTPS/WSS and TLS on
+	// the TCP front.
+	TLSCertFile, TLSKeyFile string
+	// Session tunes every client connection (queues, timeouts, rate limits).
 	Session session.Options
-	Logger  *slog.Logger
+	// Admission limits connections (total, per IP, per-IP rate).
+	Admission admission.Options
+	Logger    *slog.Logger
 }
 
 // Main is one running chatd: a hub and its two fronts. Run starts it, Close
@@ -46,6 +63,7 @@ type Main struct {
 
 	tcpLn, httpLn net.Listener
 	errc          chan error
+	ready         atomic.Bool
 }
 
 // NewMain returns an unstarted server.
@@ -62,11 +80,25 @@ func NewMain(cfg Config) *Main {
 // Run builds the hub, binds both listeners and starts serving in the
 // background. It returns once both addresses accept connections.
 func (m *Main) Run(ctx context.Context) (err error) {
-	m.Hub, err = hub.New(hub.Options{Logger: m.log, MaxMessageBytes: m.cfg.MaxMessageBytes})
+	var tlsConfig *tls.Config
+	if m.cfg.TLSCertFile != "" || m.cfg.TLSKeyFile != "" {
+		cert, err := tls.LoadX509KeyPair(m.cfg.TLSCertFile, m.cfg.TLSKeyFile)
+		if err != nil {
+			return fmt.Errorf("load TLS certificate: %w", err)
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	met := metrics.New(reg, func() int { return m.Hub.Len() })
+	m.Hub, err = hub.New(hub.Options{Logger: m.log, MaxMessageBytes: m.cfg.MaxMessageBytes, Observer: met})
 	if err != nil {
 		return err
 	}
-	var lc net.ListenConfig
+
+	// Keepalive probes reap TCP peers that vanished without a FIN.
+	lc := net.ListenConfig{KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: 30 * time.Second, Interval: 10 * time.Second, Count: 3}}
 	if m.tcpLn, err = lc.Listen(ctx, "tcp", m.cfg.TCPAddr); err != nil {
 		return fmt.Errorf("listen tcp front: %w", err)
 	}
@@ -74,23 +106,39 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		_ = m.tcpLn.Close()
 		return fmt.Errorf("listen http front: %w", err)
 	}
-	m.TCP = tcpfront.New(m.Hub, tcpfront.Options{Logger: m.log, Session: m.cfg.Session})
-	m.Web = webfront.New(m.Hub, webfront.Options{Logger: m.log, AllowedOrigins: m.cfg.AllowedOrigins, Session: m.cfg.Session})
+	tcpLn, httpLn := m.tcpLn, m.httpLn
+	if tlsConfig != nil {
+		tcpLn, httpLn = tls.NewListener(tcpLn, tlsConfig), tls.NewListener(httpLn, tlsConfig)
+	}
+
+	admissionOpts := m.cfg.Admission
+	admissionOpts.Observer = met
+	admit := admission.New(admissionOpts)
+	sessionOpts := m.cfg.Session
+	sessionOpts.Observer = met
+	m.TCP = tcpfront.New(m.Hub, tcpfront.Options{Logger: m.log, Session: sessionOpts,
+		Admission: admit, MaxRequestBytes: m.cfg.MaxRequestBytes})
+	m.Web = webfront.New(m.Hub, webfront.Options{Logger: m.log, Session: sessionOpts,
+		Admission: admit, MaxRequestBytes: m.cfg.MaxRequestBytes,
+		AllowedOrigins: m.cfg.AllowedOrigins, PingInterval: m.cfg.PingInterval,
+		Ready:   m.ready.Load,
+		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})})
 	m.http = &http.Server{
 		Handler:           m.Web.Routes(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(m.log.Handler(), slog.LevelWarn),
 	}
 	go func() {
-		if err := m.TCP.Serve(m.tcpLn); err != nil {
+		if err := m.TCP.Serve(tcpLn); err != nil {
 			m.errc <- err
 		}
 	}()
 	go func() {
-		if err := m.http.Serve(m.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := m.http.Serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			m.errc <- fmt.Errorf("http front: %w", err)
 		}
 	}()
+	m.ready.Store(true)
 	return nil
 }
 
@@ -107,6 +155,7 @@ func (m *Main) Err() <-chan error { return m.errc }
 // refused, every client gets what is queued for it (WebSockets then close
 // with 1001), and whatever is left when ctx expires is cut off.
 func (m *Main) Close(ctx context.Context) error {
+	m.ready.Store(false)
 	var errs []error
 	if err := m.Hub.Shutdown(ctx, "server shutting down"); err != nil {
 		errs = append(errs, err)

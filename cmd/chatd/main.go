@@ -44,8 +44,12 @@ func run(args []string, stderr io.Writer) error {
 		return err
 	}
 	log := cfg.Logger
+	scheme := "http"
+	if cfg.TLSCertFile != "" {
+		scheme = "https"
+	}
 	log.Info("chatd ready",
-		"browser", "http://"+browseAddr(m.HTTPAddr())+"/",
+		"browser", scheme+"://"+browseAddr(m.HTTPAddr())+"/",
 		"terminal", "go run ./cmd/chat -addr "+browseAddr(m.TCPAddr()),
 		"tcp", m.TCPAddr(), "http", m.HTTPAddr())
 
@@ -72,6 +76,18 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), stderr io
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", DefaultShutdownTimeout, "how long shutdown lets clients drain their queues before cutting them off")
 	fs.IntVar(&cfg.MaxMessageBytes, "max-message", 0, "longest chat message in bytes (0: 4096)")
 	fs.Var(stringList{&cfg.AllowedOrigins}, "allow-origin", "extra `host` pattern whose pages may open a WebSocket, e.g. '*.example.com' (repeatable, comma-separated); same-host pages are always allowed")
+	fs.IntVar(&cfg.MaxRequestBytes, "max-request", 0, "largest request in bytes, a TCP line or WebSocket message; larger closes the connection (0: 65536)")
+	fs.Float64Var(&cfg.Session.RequestRate, "rate", 0, "requests per second a connection may make; excess is refused (0: 10; negative: unlimited)")
+	fs.IntVar(&cfg.Session.RequestBurst, "burst", 0, "requests a connection may make at once above -rate (0: 20)")
+	fs.IntVar(&cfg.Session.RefusalBurst, "max-refusals", 0, "refused requests in a row (refilling at 1/s) before a connection is dropped for abuse (0: 20)")
+	fs.DurationVar(&cfg.Session.LoginTimeout, "login-timeout", 0, "how long a connection may stay without logging in (0: 30s)")
+	fs.DurationVar(&cfg.PingInterval, "ping-interval", 0, "WebSocket keepalive ping interval; a peer silent for two is dropped (0: 30s)")
+	fs.IntVar(&cfg.Admission.MaxConns, "max-conns", 0, "most connections in all (0: 20000; negative: unlimited)")
+	fs.IntVar(&cfg.Admission.MaxConnsPerIP, "max-conns-per-ip", 0, "most connections from one IP address (0: 100; negative: unlimited)")
+	fs.Float64Var(&cfg.Admission.ConnRatePerIP, "conn-rate", 0, "new connections per second from one IP address (0: 20; negative: unlimited)")
+	fs.IntVar(&cfg.Admission.ConnBurst, "conn-burst", 0, "new connections at once from one IP address above -conn-rate (0: 50)")
+	fs.StringVar(&cfg.TLSCertFile, "tls-cert", "", "certificate file (PEM): serve HTTPS/WSS and TLS on the TCP front (needs -tls-key)")
+	fs.StringVar(&cfg.TLSKeyFile, "tls-key", "", "private key file (PEM) for -tls-cert")
 	fs.IntVar(&cfg.Session.QueueMessages, "queue-messages", 0, "per-client send queue bound in messages; a client that falls this far behind is disconnected (0: 1024)")
 	fs.IntVar(&cfg.Session.QueueBytes, "queue-bytes", 0, "per-client send queue bound in bytes (0: 1 MiB)")
 	fs.DurationVar(&cfg.Session.WriteTimeout, "write-timeout", 0, "a client that accepts no data for this long is disconnected (0: 10s)")

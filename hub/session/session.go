@@ -19,9 +19,13 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	"chatroom/hub"
 	"chatroom/hub/wire"
@@ -50,7 +54,29 @@ const (
 	DefaultWriteTimeout  = 10 * time.Second
 	DefaultLoginGap      = 50 * time.Millisecond
 	DefaultPushGap       = 3 * time.Millisecond
+	DefaultLoginTimeout  = 30 * time.Second
+	DefaultRequestRate   = 10 // requests per second
+	DefaultRequestBurst  = 20
+	DefaultRefusalBurst  = 20
 )
+
+// Observer is told what sessions do; metrics implement it. Its methods must
+// be cheap and must not block.
+type Observer interface {
+	LoggedIn()
+	Refused(reason string)
+	Disconnected(code hub.DisconnectCode)
+	Wrote(frames int)
+	Drained(items int)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) LoggedIn()                       {}
+func (nopObserver) Refused(string)                  {}
+func (nopObserver) Disconnected(hub.DisconnectCode) {}
+func (nopObserver) Wrote(int)                       {}
+func (nopObserver) Drained(int)                     {}
 
 // Options tune a session. The zero value of every field is the documented
 // default.
@@ -76,6 +102,22 @@ type Options struct {
 	// it as a slow consumer). Extended clients are never paced. Default
 	// DefaultPushGap; negative disables.
 	PushGap time.Duration
+	// LoginTimeout is how long a connection may stay without logging in.
+	// The original client connects first and its user then types "login",
+	// so this allows for a person. Default DefaultLoginTimeout.
+	LoginTimeout time.Duration
+	// RequestRate and RequestBurst limit the requests a connection may make
+	// (a token bucket): excess requests are refused with an error. Defaults
+	// DefaultRequestRate per second and DefaultRequestBurst; a negative rate
+	// lifts the limit.
+	RequestRate  float64
+	RequestBurst int
+	// RefusalBurst is how many refused requests in a row a connection may
+	// make (the allowance refills at one per second) before it is
+	// disconnected for abuse. Default DefaultRefusalBurst.
+	RefusalBurst int
+	// Observer is told of logins, refusals, drops and writes. Default: none.
+	Observer Observer
 	// Logger receives connection lifecycle logs. Default: discard.
 	Logger *slog.Logger
 }
@@ -96,6 +138,21 @@ func (o Options) withDefaults() Options {
 	if o.PushGap == 0 {
 		o.PushGap = DefaultPushGap
 	}
+	if o.LoginTimeout <= 0 {
+		o.LoginTimeout = DefaultLoginTimeout
+	}
+	if o.RequestRate == 0 {
+		o.RequestRate = DefaultRequestRate
+	}
+	if o.RequestBurst <= 0 {
+		o.RequestBurst = DefaultRequestBurst
+	}
+	if o.RefusalBurst <= 0 {
+		o.RefusalBurst = DefaultRefusalBurst
+	}
+	if o.Observer == nil {
+		o.Observer = nopObserver{}
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -110,8 +167,11 @@ type Session struct {
 	log  *slog.Logger
 
 	// Owned by the reader goroutine.
-	self   hub.Identity
-	joined bool
+	self     hub.Identity
+	joined   bool
+	requests *rate.Limiter // nil: unlimited
+	refusals *rate.Limiter
+	loggedIn atomic.Bool // joined, for the login timer
 
 	mu       sync.Mutex // guards the fields below; a leaf lock
 	items    []item
@@ -119,7 +179,6 @@ type Session struct {
 	extended bool  // the client opted in to the extended protocol at login
 	selfID   int64 // set by the welcome event
 	closing  *hub.Disconnect
-	dropped  bool // closing dropped the queue: write nothing more but last words
 
 	wake       chan struct{} // capacity 1: "the queue has something"
 	writerDone chan struct{}
@@ -137,22 +196,33 @@ type item struct {
 // New returns a session for conn on h.
 func New(h *hub.Hub, conn Conn, opts Options) *Session {
 	opts = opts.withDefaults()
-	return &Session{
+	s := &Session{
 		hub:        h,
 		conn:       conn,
 		opts:       opts,
 		log:        opts.Logger,
+		refusals:   rate.NewLimiter(1, opts.RefusalBurst),
 		wake:       make(chan struct{}, 1),
 		writerDone: make(chan struct{}),
 		aborted:    make(chan struct{}),
 	}
+	if opts.RequestRate > 0 {
+		s.requests = rate.NewLimiter(rate.Limit(opts.RequestRate), opts.RequestBurst)
+	}
+	return s
 }
 
 // Run serves the connection until it ends, then leaves the room. It returns
 // once the connection is closed and both goroutines are done.
 func (s *Session) Run(ctx context.Context) {
 	go s.writeLoop()
-	reason := s.readLoop(ctx)
+	loginTimer := time.AfterFunc(s.opts.LoginTimeout, func() {
+		if !s.loggedIn.Load() {
+			s.Disconnect(hub.Disconnect{Code: hub.CodeTimeout, Reason: "did not log in within " + s.opts.LoginTimeout.String()})
+		}
+	})
+	reason := s.safeReadLoop(ctx)
+	loginTimer.Stop()
 	if d := s.closingReason(); d != nil {
 		reason = *d // the writer's reason (say, slow consumer) is the real one
 	}
@@ -161,7 +231,25 @@ func (s *Session) Run(ctx context.Context) {
 	}
 	s.Disconnect(reason)
 	<-s.writerDone
-	s.log.Info("connection closed", "id", s.self.ID, "nickname", s.self.Nickname, "reason", reason.Reason)
+	if reason.Code != hub.CodeLeft {
+		s.opts.Observer.Disconnected(reason.Code)
+	}
+	s.log.Info("connection closed", "id", s.self.ID, "nickname", s.self.Nickname, "reason", reason.Reason, "code", reason.Code.String())
+}
+
+// safeReadLoop is readLoop with a panic contained to this connection.
+func (s *Session) safeReadLoop(ctx context.Context) (reason hub.Disconnect) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("panic serving connection", "panic", p, "stack", string(debug.Stack()))
+			reason = hub.Disconnect{Code: hub.CodeInternal, Reason: "internal error"}
+			s.mu.Lock()
+			s.closeLocked(reason, true)
+			s.mu.Unlock()
+			s.Abort()
+		}
+	}()
+	return s.readLoop(ctx)
 }
 
 // Deliver implements hub.Subscriber: it queues ev without blocking. A member
@@ -242,7 +330,6 @@ func (s *Session) closeLocked(reason hub.Disconnect, drop bool) {
 		clear(s.items)
 		s.items = s.items[:0]
 		s.bytes = 0
-		s.dropped = true
 		// The writer may be stuck in a write to a peer that stopped reading:
 		// give it a moment to deliver the reason, then cut the peer off, so
 		// the leave is announced promptly rather than after WriteTimeout.
@@ -283,8 +370,44 @@ func (s *Session) readLoop(ctx context.Context) hub.Disconnect {
 			s.log.Debug("read failed", "id", s.self.ID, "err", err)
 			return hub.Disconnect{Code: hub.CodeReadFailed, Reason: "connection lost"}
 		}
-		s.handle(ctx, frame)
+		if s.requests != nil && !s.requests.Allow() {
+			s.refuse(wire.Request{Type: "?"}, errRateLimited)
+		} else {
+			s.handle(ctx, frame)
+		}
+		if d := s.closingReason(); d != nil && d.Code == hub.CodeAbuse {
+			return *d
+		}
 	}
+}
+
+// Refusals the session itself makes.
+var (
+	errRateLimited     = errors.New("rate limited: slow down")
+	errUnknownType     = errors.New("unknown request type")
+	errAlreadyLoggedIn = errors.New("already logged in")
+)
+
+// refusalLabel classifies a refusal for metrics, in few enough classes to
+// be a label.
+func refusalLabel(err error) string {
+	switch {
+	case errors.Is(err, errRateLimited):
+		return "rate_limited"
+	case errors.Is(err, wire.ErrSpoofedSender):
+		return "spoofed_sender"
+	case errors.Is(err, wire.ErrBadRequest):
+		return "bad_request"
+	case errors.Is(err, errUnknownType):
+		return "unknown_type"
+	case errors.Is(err, hub.ErrNotMember), errors.Is(err, errAlreadyLoggedIn):
+		return "wrong_state"
+	case errors.Is(err, hub.ErrMessageInvalid):
+		return "invalid_message"
+	case errors.Is(err, hub.ErrNicknameInvalid), errors.Is(err, hub.ErrNicknameTaken):
+		return "nickname"
+	}
+	return "other"
 }
 
 func (s *Session) handle(ctx context.Context, frame []byte) {
@@ -325,13 +448,13 @@ func (s *Session) handle(ctx context.Context, frame []byte) {
 		}
 		s.reply(wire.OriginalPushes(hub.System, "online: "+strings.Join(names, ", "))...)
 	default:
-		s.refuse(req, errors.New("unknown request type"))
+		s.refuse(req, errUnknownType)
 	}
 }
 
 func (s *Session) login(ctx context.Context, req wire.Request) {
 	if s.joined {
-		s.refuse(req, errors.New("already logged in"))
+		s.refuse(req, errAlreadyLoggedIn)
 		return
 	}
 	s.mu.Lock()
@@ -339,11 +462,14 @@ func (s *Session) login(ctx context.Context, req wire.Request) {
 	s.mu.Unlock()
 	self, err := s.hub.Join(ctx, req.Nickname, s)
 	if err != nil {
-		s.log.Info("login refused", "nickname", req.Nickname, "err", err)
+		s.log.Info("login refused", "err", err)
+		s.opts.Observer.Refused(refusalLabel(err))
 		s.reply(wire.LoginError(err.Error(), req.Extended()))
 		return
 	}
 	s.self, s.joined = self, true
+	s.loggedIn.Store(true)
+	s.opts.Observer.LoggedIn()
 }
 
 // refuse answers a request that cannot be carried out: an error object to an
@@ -352,6 +478,13 @@ func (s *Session) login(ctx context.Context, req wire.Request) {
 // parse anything else).
 func (s *Session) refuse(req wire.Request, err error) {
 	s.log.Debug("request refused", "id", s.self.ID, "type", req.Type, "err", err)
+	s.opts.Observer.Refused(refusalLabel(err))
+	if !s.refusals.Allow() {
+		s.mu.Lock()
+		s.closeLocked(hub.Disconnect{Code: hub.CodeAbuse, Reason: "too many refused requests"}, false)
+		s.mu.Unlock()
+		return
+	}
 	switch {
 	case s.isExtended() || req.Extended():
 		s.reply(wire.Error(req.Type, err.Error()))
@@ -365,6 +498,12 @@ func (s *Session) refuse(req wire.Request, err error) {
 // write; an original-protocol client gets one object per write, paced.
 func (s *Session) writeLoop() {
 	defer close(s.writerDone)
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("panic writing to connection", "panic", p, "stack", string(debug.Stack()))
+			s.Abort()
+		}
+	}()
 	var (
 		batch     []item
 		frames    [][]byte
@@ -379,8 +518,9 @@ func (s *Session) writeLoop() {
 		s.mu.Lock()
 		batch, s.items = s.items, batch[:0]
 		s.bytes = 0
-		extended, closing, dropped := s.extended, s.closing, s.dropped
+		extended, closing := s.extended, s.closing
 		s.mu.Unlock()
+		s.opts.Observer.Drained(len(batch))
 
 		frames = frames[:0]
 		for _, it := range batch {
@@ -410,7 +550,7 @@ func (s *Session) writeLoop() {
 			return
 		}
 		if closing != nil {
-			s.finish(*closing, extended, dropped)
+			s.finish(*closing, extended)
 			return
 		}
 	}
@@ -434,6 +574,7 @@ func (s *Session) writePaced(frames [][]byte, notBefore *time.Time) bool {
 // write writes frames; on failure it closes the session and reports false.
 func (s *Session) write(frames [][]byte) bool {
 	deadline := time.Now().Add(s.opts.WriteTimeout)
+	s.opts.Observer.Wrote(len(frames))
 	if err := s.conn.WriteFrames(frames, deadline); err != nil {
 		d := hub.Disconnect{Code: hub.CodeWriteFailed, Reason: "write failed"}
 		s.mu.Lock()
@@ -460,8 +601,9 @@ func (s *Session) pause(d time.Duration) bool {
 
 // finish tells the client why it is being disconnected, where that helps,
 // and closes the connection.
-func (s *Session) finish(d hub.Disconnect, extended, dropped bool) {
-	if d.Code == hub.CodeSlowConsumer || d.Code == hub.CodeBadInput || dropped {
+func (s *Session) finish(d hub.Disconnect, extended bool) {
+	switch d.Code {
+	case hub.CodeSlowConsumer, hub.CodeBadInput, hub.CodeTimeout, hub.CodeAbuse:
 		var last [][]byte
 		if extended {
 			last = [][]byte{wire.Error("", d.Reason)}

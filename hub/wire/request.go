@@ -22,6 +22,9 @@ const ProtocolExtended = 1
 // ErrBadRequest is wrapped by every decoding error.
 var ErrBadRequest = errors.New("bad request")
 
+// ErrSpoofedSender is wrapped by CheckSender's refusals.
+var ErrSpoofedSender = errors.New("spoofed sender")
+
 // Request is one decoded client request. Fields a type does not use are
 // ignored.
 type Request struct {
@@ -72,7 +75,7 @@ func (r Request) CheckSender(self int64) error {
 	}
 	var claimed int64
 	if err := json.Unmarshal(raw, &claimed); err != nil || claimed != self {
-		return fmt.Errorf("%w: sender_id %s is not your id (%d)", ErrBadRequest, raw, self)
+		return fmt.Errorf("%w: sender_id %s is not your id (%d)", ErrSpoofedSender, raw, self)
 	}
 	return nil
 }

@@ -3,6 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"testing"
@@ -165,4 +168,35 @@ func TestBrowserReconnectsAfterServerRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	term.awaitMessage("back again")
+}
+
+func TestBrowserPageFromAnotherOriginCannotOpenAWebSocket(t *testing.T) {
+	m := startServer(t)
+	ctx := newBrowser(t)
+	// A page on another origin (another port is another origin).
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		io.WriteString(w, "<!doctype html><title>elsewhere</title>")
+	}))
+	defer other.Close()
+	tryWS := fmt.Sprintf(`new Promise((resolve) => {
+		const ws = new WebSocket("ws://%s/ws");
+		ws.onopen = () => { ws.close(); resolve("open"); };
+		ws.onerror = () => resolve("refused");
+	})`, m.HTTPAddr())
+
+	if err := chromedp.Do(ctx, chromedp.Navigate(other.URL)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := chromedp.Run(ctx, chromedp.Evaluate[string](tryWS, chromedp.EvalAwaitPromise))
+	if err != nil || got != "refused" {
+		t.Fatalf("from another origin: %q %v, want refused", got, err)
+	}
+	// The same script from the chat's own page connects: the check is the origin.
+	if err := chromedp.Do(ctx, chromedp.Navigate("http://"+m.HTTPAddr()+"/")); err != nil {
+		t.Fatal(err)
+	}
+	got, err = chromedp.Run(ctx, chromedp.Evaluate[string](tryWS, chromedp.EvalAwaitPromise))
+	if err != nil || got != "open" {
+		t.Fatalf("from the chat's own page: %q %v, want open", got, err)
+	}
 }

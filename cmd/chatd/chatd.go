@@ -56,10 +56,11 @@ type Main struct {
 	cfg Config
 	log *slog.Logger
 
-	Hub  *hub.Hub
-	TCP  *tcpfront.Server
-	Web  *webfront.Server
-	http *http.Server
+	Hub       *hub.Hub
+	TCP       *tcpfront.Server
+	Web       *webfront.Server
+	Admission *admission.Controller
+	http      *http.Server
 
 	tcpLn, httpLn net.Listener
 	errc          chan error
@@ -114,6 +115,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	admissionOpts := m.cfg.Admission
 	admissionOpts.Observer = met
 	admit := admission.New(admissionOpts)
+	m.Admission = admit
 	sessionOpts := m.cfg.Session
 	sessionOpts.Observer = met
 	m.TCP = tcpfront.New(m.Hub, tcpfront.Options{Logger: m.log, Session: sessionOpts,

@@ -3,12 +3,21 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math/big"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -63,8 +72,11 @@ func (m msg) num(k string) int64  { f, _ := m[k].(float64); return int64(f) }
 type client struct {
 	t    *testing.T
 	name string
-	// send writes raw bytes as one write (TCP) or one text message (WS).
+	// send writes raw bytes as one write (TCP) or one text message (WS),
+	// failing the test on error.
 	send func(raw string)
+	// rawWrite is send that returns the error instead.
+	rawWrite func([]byte) error
 	// recv returns the next object, or an error after the deadline or EOF.
 	recv  func(deadline time.Time) (msg, []byte, error)
 	close func()
@@ -85,6 +97,11 @@ func dialTCP(t *testing.T, m *Main, name string) *client {
 			if _, err := c.Write([]byte(raw)); err != nil {
 				t.Errorf("%s: write: %v", name, err)
 			}
+		},
+		rawWrite: func(b []byte) error {
+			c.SetWriteDeadline(time.Now().Add(waitTime))
+			_, err := c.Write(b)
+			return err
 		},
 		recv: func(deadline time.Time) (msg, []byte, error) {
 			c.SetReadDeadline(deadline)
@@ -119,6 +136,11 @@ func dialWS(t *testing.T, m *Main, name string) *client {
 			if err := ws.Write(ctx, websocket.MessageText, []byte(raw)); err != nil {
 				t.Errorf("%s: write: %v", name, err)
 			}
+		},
+		rawWrite: func(b []byte) error {
+			ctx, cancel := context.WithTimeout(context.Background(), waitTime)
+			defer cancel()
+			return ws.Write(ctx, websocket.MessageText, b)
 		},
 		recv: func(deadline time.Time) (msg, []byte, error) {
 			ctx, cancel := context.WithDeadline(context.Background(), deadline)
@@ -226,4 +248,70 @@ func (c *client) say(text string) {
 
 func contextWithTimeout(d time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), d)
+}
+
+// trySend writes raw bytes and reports whether the connection took them.
+func (c *client) trySend(b []byte) bool {
+	return c.rawWrite(b) == nil
+}
+
+// selfSignedCert writes a certificate for 127.0.0.1 and its key to files and
+// returns them with a pool that trusts it.
+func selfSignedCert(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "chatd test"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IsCA:         true, BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return certFile, keyFile, pool
+}
+
+// poll reports whether cond becomes true within waitTime. It is for state
+// with no event to wait on (counts that fall once goroutines finish).
+func poll(cond func() bool) bool {
+	deadline := time.Now().Add(waitTime)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return true
+}
+
+// waitFor fails the test unless cond becomes true within waitTime.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	if !poll(cond) {
+		t.Fatalf("timed out waiting for %s", what)
+	}
 }

@@ -165,3 +165,87 @@ func waitJoin(t *testing.T, r *recorder, nick string) {
 		}
 	}
 }
+
+// countingObserver records disconnect codes.
+type countingObserver struct {
+	nopObserver
+	mu    sync.Mutex
+	codes []hub.DisconnectCode
+}
+
+func (o *countingObserver) Disconnected(c hub.DisconnectCode) {
+	o.mu.Lock()
+	o.codes = append(o.codes, c)
+	o.mu.Unlock()
+}
+
+func runSession(t *testing.T, h *hub.Hub, conn Conn, opts Options) <-chan struct{} {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		New(h, conn, opts).Run(context.Background())
+		close(done)
+	}()
+	return done
+}
+
+func waitDone(t *testing.T, done <-chan struct{}) {
+	t.Helper()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("session did not end")
+	}
+}
+
+func TestStuckPeerIsCutOffByTheWriteDeadline(t *testing.T) {
+	h, _ := hub.New(hub.Options{})
+	obs := &countingObserver{}
+	conn := newFakeConn() // never released: every write blocks until its deadline
+	done := runSession(t, h, conn, Options{WriteTimeout: 50 * time.Millisecond, Observer: obs})
+	conn.reads <- []byte(`{"type":"login","nickname":"stuck","protocol":1}`)
+	waitDone(t, done)
+	if h.Len() != 0 || len(obs.codes) != 1 || obs.codes[0] != hub.CodeWriteFailed {
+		t.Fatalf("members %d, disconnects %v: want the stuck member gone for a failed write", h.Len(), obs.codes)
+	}
+}
+
+// panicConn panics on its second read, as a bug in a front might.
+type panicConn struct {
+	*fakeConn
+	count int
+}
+
+func (p *panicConn) ReadFrame() ([]byte, error) {
+	p.count++
+	if p.count == 2 {
+		panic("bug")
+	}
+	return p.fakeConn.ReadFrame()
+}
+
+func TestPanicClosesOnlyThatConnection(t *testing.T) {
+	h, _ := hub.New(hub.Options{})
+	watcher := &recorder{joins: make(chan string, 8)}
+	h.Join(context.Background(), "watcher", watcher)
+	conn := &panicConn{fakeConn: newFakeConn()}
+	close(conn.release)
+	done := runSession(t, h, conn, Options{})
+	conn.reads <- []byte(`{"type":"login","nickname":"buggy","protocol":1}`)
+	waitDone(t, done)
+	conn.mu.Lock()
+	aborted := conn.aborted
+	conn.mu.Unlock()
+	if !aborted || h.Len() != 1 {
+		t.Fatalf("aborted=%v members=%d: want the connection closed and its member gone", aborted, h.Len())
+	}
+	var reason string
+	for _, ev := range watcher.snapshot() {
+		if ev.Kind == hub.KindLeave {
+			reason = ev.Reason
+		}
+	}
+	if reason != "internal error" {
+		t.Fatalf("leave reason %q", reason)
+	}
+}

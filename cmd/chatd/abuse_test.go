@@ -1,0 +1,385 @@
+package main
+
+import (
+	"bytes"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"chatroom/hub/admission"
+)
+
+// room is a server with a witness that joined before any abuse. verify
+// proves afterwards that the server still works for fresh clients and that
+// the witness lost nothing and saw nothing the abuser sent.
+type room struct {
+	t       *testing.T
+	m       *Main
+	witness *client
+	sender  *client
+}
+
+func newRoom(t *testing.T, mutate ...func(*Config)) *room {
+	t.Helper()
+	m := startServer(t, mutate...)
+	r := &room{t: t, m: m, witness: dialTCP(t, m, "witness"), sender: dialTCP(t, m, "sender")}
+	r.witness.login("witness")
+	r.sender.login("sender")
+	r.sender.say("before")
+	r.witness.awaitMessage("before")
+	return r
+}
+
+func (r *room) verify() {
+	r.t.Helper()
+	a, b := dialTCP(r.t, r.m, "fresh-a"), dialWS(r.t, r.m, "fresh-b")
+	a.login("fresh-a")
+	b.login("fresh-b")
+	r.sender.say("after")
+	r.sender.awaitMessage("after") // sequenced before "fresh" is sent
+	a.say("fresh")
+	b.awaitMessage("after")
+	b.awaitMessage("fresh")
+	// The witness's chat messages since "before" are exactly these two.
+	next := func() string {
+		return r.witness.await("a chat message", func(x msg) bool { return x.str("type") == "message" }).str("message")
+	}
+	if got := []string{next(), next()}; got[0] != "after" || got[1] != "fresh" {
+		r.t.Fatalf("witness saw %q after the abuse, want [after fresh]", got)
+	}
+}
+
+func TestOversizeRequestsCostNoMoreThanTheLimit(t *testing.T) {
+	r := newRoom(t)
+
+	// A 100 MiB line with no newline: the server reads 64 KiB, says why and closes.
+	big := dialTCP(t, r.m, "big")
+	big.login("big")
+	go func() {
+		chunk := bytes.Repeat([]byte("x"), 1<<20)
+		big.send(`{"type":"broadcast","message":"`)
+		for range 100 {
+			if !big.trySend(chunk) {
+				return // closed by the server, as it should be
+			}
+		}
+	}()
+	got, _ := big.awaitClosed()
+	if len(got) == 0 || !strings.Contains(got[len(got)-1].str("error"), "request too large") {
+		t.Fatalf("oversize TCP client got %v, want a 'request too large' error before the close", got)
+	}
+
+	// The same over WebSocket closes with 1009.
+	ws := dialWS(t, r.m, "ws")
+	ws.login("ws")
+	ws.send(`{"type":"broadcast","message":"` + strings.Repeat("y", 70<<10) + `"}`)
+	if _, err := ws.awaitClosed(); websocket.CloseStatus(err) != websocket.StatusMessageTooBig {
+		t.Fatalf("oversize WebSocket message: %v, want status 1009", err)
+	}
+
+	// A message over 4 KiB inside a small request is refused; the connection stays.
+	long := dialTCP(t, r.m, "long")
+	long.login("long")
+	long.say(strings.Repeat("z", 4097))
+	if e := long.await("error", func(x msg) bool { return x.str("type") == "error" }); !strings.Contains(e.str("error"), "longer than 4096") {
+		t.Fatalf("long message: %v", e)
+	}
+	long.say("short")
+	long.awaitMessage("short")
+	r.witness.awaitMessage("short")
+	r.verify()
+}
+
+func TestFloodIsRefusedThenDisconnected(t *testing.T) {
+	r := newRoom(t, func(c *Config) {
+		c.Session.RequestRate, c.Session.RequestBurst, c.Session.RefusalBurst = 5, 10, 10
+	})
+	flooder := dialTCP(t, r.m, "flooder")
+	flooder.login("flooder")
+	for i := range 200 {
+		if !flooder.trySend([]byte(fmt.Sprintf(`{"type":"broadcast","message":"flood %d"}`, i))) {
+			break
+		}
+	}
+	accepted, limited := 0, 0
+	got, _ := flooder.awaitClosed()
+	for _, x := range got {
+		switch {
+		case x.str("type") == "message":
+			accepted++
+		case strings.Contains(x.str("error"), "rate limited"):
+			limited++
+		}
+	}
+	last := got[len(got)-1]
+	// The burst of 10 covers the login and the first messages.
+	if accepted < 9 || accepted > 20 || limited == 0 || !strings.Contains(last.str("error"), "too many refused requests") {
+		t.Fatalf("accepted %d, rate-limited %d, last %v: want the burst accepted, the rest refused, then a disconnect", accepted, limited, last)
+	}
+	// The witness got exactly the accepted messages, in order, then the leave.
+	relayed := 0
+	for {
+		x := r.witness.next()
+		if x.str("type") == "message" {
+			if want := fmt.Sprintf("flood %d", relayed); x.str("message") != want {
+				t.Fatalf("witness got %q, want %q", x.str("message"), want)
+			}
+			relayed++
+		}
+		if x.str("type") == "leave" {
+			if !strings.Contains(x.str("reason"), "too many refused") {
+				t.Fatalf("leave %v", x)
+			}
+			break
+		}
+	}
+	if relayed != accepted {
+		t.Fatalf("witness got %d flood messages, the flooder had %d accepted", relayed, accepted)
+	}
+	r.verify()
+}
+
+func TestConnectionLimits(t *testing.T) {
+	r := newRoom(t, func(c *Config) {
+		c.Admission = admission.Options{MaxConnsPerIP: 4, ConnRatePerIP: -1}
+	})
+	// witness and sender hold 2 of the 4; two more fit, the fifth does not.
+	third := dialTCP(t, r.m, "third")
+	third.login("third")
+	fourth := dialWS(t, r.m, "fourth")
+	fourth.login("fourth")
+	fifth := dialTCP(t, r.m, "fifth")
+	got, _ := fifth.awaitClosed()
+	if len(got) != 1 || got[0].num("id") != 0 || !strings.Contains(got[0].str("error"), "too many connections from your address") {
+		t.Fatalf("fifth connection got %v, want a refusal", got)
+	}
+	ctx, cancel := contextWithTimeout(waitTime)
+	defer cancel()
+	if _, resp, err := websocket.Dial(ctx, "ws://"+r.m.HTTPAddr()+"/ws", nil); err == nil || resp == nil || resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("fifth WebSocket: %v %v, want 429", err, resp)
+	}
+	// Places free up as clients leave: verify needs two.
+	third.close()
+	fourth.close()
+	for left := map[string]bool{}; len(left) < 2; {
+		x := r.witness.await("a leave", func(x msg) bool { return x.str("type") == "leave" })
+		left[x.str("message")] = true
+	}
+	waitFor(t, "places to free up", func() bool { return r.m.Admission.Len() == 2 })
+	r.verify()
+}
+
+func TestNewConnectionRatePerIP(t *testing.T) {
+	m := startServer(t, func(c *Config) {
+		c.Admission = admission.Options{ConnRatePerIP: 0.001, ConnBurst: 3}
+	})
+	for i := range 3 {
+		dialTCP(t, m, fmt.Sprint("c", i)).login(fmt.Sprint("c", i))
+	}
+	got, _ := dialTCP(t, m, "fourth").awaitClosed()
+	if len(got) != 1 || !strings.Contains(got[0].str("error"), "connecting too fast") {
+		t.Fatalf("fourth rapid connection got %v", got)
+	}
+}
+
+func TestLoginDeadline(t *testing.T) {
+	r := newRoom(t, func(c *Config) { c.Session.LoginTimeout = 200 * time.Millisecond })
+	idle := dialTCP(t, r.m, "idle")
+	got, _ := idle.awaitClosed()
+	if len(got) != 1 || !strings.Contains(got[0].str("message"), "did not log in within 200ms") {
+		t.Fatalf("idle connection got %v", got)
+	}
+	r.verify() // the witness and sender logged in in time and are still here
+}
+
+func TestDeadWebSocketPeerIsReaped(t *testing.T) {
+	r := newRoom(t, func(c *Config) { c.PingInterval = 100 * time.Millisecond })
+	// A client that stops reading never answers pings (pongs are read by the
+	// reader), like a peer that vanished.
+	ctx, cancel := contextWithTimeout(waitTime)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, "ws://"+r.m.HTTPAddr()+"/ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.CloseNow()
+	if err := ws.Write(ctx, websocket.MessageText, []byte(`{"type":"login","nickname":"ghost","protocol":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	r.witness.await("ghost's join", func(x msg) bool { return x.str("message") == "ghost joined" })
+	r.witness.await("ghost's leave", func(x msg) bool { return x.str("type") == "leave" && strings.HasPrefix(x.str("message"), "ghost left") })
+	r.verify()
+}
+
+func TestForeignOriginCannotOpenAWebSocket(t *testing.T) {
+	m := startServer(t, func(c *Config) { c.AllowedOrigins = []string{"friend.example"} })
+	ctx, cancel := contextWithTimeout(waitTime)
+	defer cancel()
+	dial := func(origin string) (*http.Response, error) {
+		h := http.Header{}
+		h.Set("Origin", origin)
+		c, resp, err := websocket.Dial(ctx, "ws://"+m.HTTPAddr()+"/ws", &websocket.DialOptions{HTTPHeader: h})
+		if err == nil {
+			c.CloseNow()
+		}
+		return resp, err
+	}
+	if resp, err := dial("http://evil.example"); err == nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("foreign origin: %v, want 403", err)
+	}
+	if _, err := dial("http://friend.example"); err != nil {
+		t.Fatalf("allow-listed origin refused: %v", err)
+	}
+	if _, err := dial("http://" + m.HTTPAddr()); err != nil {
+		t.Fatalf("same origin refused: %v", err)
+	}
+}
+
+func TestTLSOnBothFronts(t *testing.T) {
+	certFile, keyFile, pool := selfSignedCert(t)
+	m := startServer(t, func(c *Config) { c.TLSCertFile, c.TLSKeyFile = certFile, keyFile })
+	tlsConf := &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}
+
+	conn, err := tls.Dial("tcp", m.TCPAddr(), tlsConf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(waitTime))
+	io.WriteString(conn, `{"type":"login","nickname":"secure"}`)
+	reply := make([]byte, 64)
+	n, err := conn.Read(reply)
+	if err != nil || !strings.Contains(string(reply[:n]), `"status":"ok"`) {
+		t.Fatalf("TLS login: %q %v", reply[:n], err)
+	}
+
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsConf}}
+	ctx, cancel := contextWithTimeout(waitTime)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, "wss://"+m.HTTPAddr()+"/ws", &websocket.DialOptions{HTTPClient: client})
+	if err != nil {
+		t.Fatalf("wss: %v", err)
+	}
+	defer ws.CloseNow()
+	ws.Write(ctx, websocket.MessageText, []byte(`{"type":"login","nickname":"browser","protocol":1}`))
+	if _, data, err := ws.Read(ctx); err != nil || !strings.Contains(string(data), `"status":"ok"`) {
+		t.Fatalf("wss login: %s %v", data, err)
+	}
+	resp, err := client.Get("https://" + m.HTTPAddr() + "/healthz")
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("https healthz: %v", err)
+	}
+	resp.Body.Close()
+}
+
+func TestHealthReadinessAndMetrics(t *testing.T) {
+	r := newRoom(t)
+	get := func(path string) (int, string) {
+		resp, err := http.Get("http://" + r.m.HTTPAddr() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, _ := get("/healthz"); code != 200 {
+		t.Fatalf("healthz %d", code)
+	}
+	if code, _ := get("/readyz"); code != 200 {
+		t.Fatalf("readyz %d", code)
+	}
+	r.sender.send(`{"type":"dance"}`)
+	r.sender.await("error", func(x msg) bool { return x.str("type") == "error" })
+	_, body := get("/metrics")
+	for _, want := range []string{
+		`chat_connections{front="tcp"} 2`,
+		`chat_logins_total 2`,
+		`chat_members 2`,
+		`chat_messages_in_total 1`,
+		`chat_refusals_total{reason="unknown_type"} 1`,
+		`chat_fanout_seconds_count`,
+		`chat_send_queue_depth_bucket`,
+		`go_goroutines`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Log(body)
+	}
+}
+
+func TestChurnLeavesNothingBehind(t *testing.T) {
+	m := startServer(t, func(c *Config) {
+		c.Admission = admission.Options{MaxConnsPerIP: -1, ConnRatePerIP: -1}
+	})
+	baseGoroutines, baseFDs := runtime.NumGoroutine(), openFDs(t)
+	const workers, perWorker = 16, 125 // 2000 connect/login/send/disconnect cycles
+	var wg sync.WaitGroup
+	var failures atomic.Int64
+	for w := range workers {
+		wg.Go(func() {
+			for i := range perWorker {
+				if err := oneCycle(m, fmt.Sprintf("churn-%d-%d", w, i)); err != nil {
+					if failures.Add(1) == 1 {
+						t.Errorf("cycle: %v", err)
+					}
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	waitFor(t, "the server to tear down the last connections", func() bool {
+		return m.TCP.Len() == 0 && m.Hub.Len() == 0 && m.Admission.Len() == 0
+	})
+	var g, fds int
+	if !poll(func() bool {
+		g, fds = runtime.NumGoroutine(), openFDs(t)
+		return g <= baseGoroutines+2 && fds <= baseFDs+2
+	}) {
+		t.Fatalf("after churn: %d goroutines (was %d), %d open fds (was %d)", g, baseGoroutines, fds, baseFDs)
+	}
+}
+
+// oneCycle connects, logs in, sends, reads its own echo and disconnects.
+func oneCycle(m *Main, nick string) error {
+	c, err := net.DialTimeout("tcp", m.TCPAddr(), waitTime)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(waitTime))
+	fmt.Fprintf(c, `{"type":"login","nickname":%q,"protocol":1}`+"\n"+`{"type":"broadcast","message":"bye from %s"}`+"\n", nick, nick)
+	buf := make([]byte, 0, 4096)
+	tmp := make([]byte, 4096)
+	for !bytes.Contains(buf, []byte("bye from "+nick)) {
+		n, err := c.Read(tmp)
+		if err != nil {
+			return fmt.Errorf("%s: %w (read %q)", nick, err, buf)
+		}
+		buf = append(buf, tmp[:n]...)
+	}
+	return nil
+}
+
+func openFDs(t *testing.T) int {
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip("no /proc/self/fd")
+	}
+	return len(entries)
+}

@@ -26,10 +26,9 @@ var ErrNotSubscribed = errors.New("broker: no subscriber")
 // and delivers each synchronously on the publisher's goroutine. Its zero value
 // is ready to use.
 type MemoryBroker struct {
-	mu      sync.Mutex // serialises sequencing and delivery: the room's order
-	seq     uint64
+	mu      sync.Mutex // serialises sequencing and delivery: the rooms' order
+	seq     map[string]uint64
 	deliver func(*Event)
-	now     func() time.Time
 }
 
 // Subscribe implements Broker.
@@ -51,13 +50,24 @@ func (b *MemoryBroker) Publish(_ context.Context, ev *Event) error {
 	if b.deliver == nil {
 		return ErrNotSubscribed
 	}
-	b.seq++
-	ev.Seq = b.seq
-	if b.now != nil {
-		ev.Time = b.now()
-	} else {
-		ev.Time = time.Now()
+	if Sequenced(ev.Kind) {
+		if b.seq == nil {
+			b.seq = make(map[string]uint64)
+		}
+		b.seq[ev.Room]++
+		ev.Seq = b.seq[ev.Room]
 	}
+	ev.Time = time.Now()
 	b.deliver(ev)
 	return nil
+}
+
+// Sequenced reports whether events of kind k take a place in their room's
+// order (and so a Seq).
+func Sequenced(k Kind) bool {
+	switch k {
+	case KindMessage, KindJoin, KindLeave, KindRename:
+		return true
+	}
+	return false
 }

@@ -18,10 +18,23 @@ const (
 	KindLeave
 	// KindNotice is a notice from the system, such as a pending shutdown.
 	KindNotice
-	// KindWelcome is delivered only to a member that has just joined, before
-	// anything else, carrying its identity and the member list. It is not part
-	// of the room's sequence (Seq is 0).
+	// KindWelcome is delivered only to a member that has just logged in,
+	// before anything else, carrying its identity. It is not part of any
+	// room's sequence (Seq is 0).
 	KindWelcome
+	// KindJoined is delivered only to a member that has just joined Room:
+	// the room's members and its recent history, taken atomically with the
+	// join so that live events continue exactly where History ends.
+	KindJoined
+	// KindLeft is delivered only to a member that has left Room by request.
+	KindLeft
+	// KindRename announces in Room that Subject (its new name) was OldNickname.
+	KindRename
+	// KindPrivate is a message from From to To only. Not sequenced.
+	KindPrivate
+	// KindTyping says From is typing in Room. Ephemeral: not sequenced, not
+	// kept in history.
+	KindTyping
 )
 
 // String returns the kind's name as used in logs.
@@ -37,6 +50,16 @@ func (k Kind) String() string {
 		return "notice"
 	case KindWelcome:
 		return "welcome"
+	case KindJoined:
+		return "joined"
+	case KindLeft:
+		return "left"
+	case KindRename:
+		return "rename"
+	case KindPrivate:
+		return "private"
+	case KindTyping:
+		return "typing"
 	}
 	return "unknown"
 }
@@ -59,21 +82,31 @@ const MaxEncodings = 4
 // immutable and shared by every recipient.
 type Event struct {
 	Kind Kind
-	// Seq is the event's position in the room's order, assigned by the broker
-	// and starting at 1. Welcome events have Seq 0.
+	// Room is the room the event happened in; empty for private messages,
+	// welcomes and server-wide notices.
+	Room string
+	// Seq is the event's position in its room's order, assigned by the
+	// broker and starting at 1 in each room. Events outside any room's order
+	// (welcome, private, typing, server notices) have Seq 0.
 	Seq uint64
 	// Time is when the broker sequenced the event.
 	Time time.Time
 	// From is who sent it: a member for messages, System otherwise.
 	From Identity
-	// Subject is the member that joined, left or was welcomed.
+	// Subject is the member that joined, left, was renamed or was welcomed.
 	Subject Identity
+	// To is the recipient of a private message.
+	To Identity
+	// OldNickname is Subject's nickname before a rename.
+	OldNickname string
 	// Text is the message or notice text.
 	Text string
 	// Reason says why Subject left (KindLeave only).
 	Reason string
-	// Members lists the room's members (KindWelcome only), the joiner included.
+	// Members lists the room's members (KindJoined only), the joiner included.
 	Members []Identity
+	// History is the room's recent messages, oldest first (KindJoined only).
+	History []*Event
 
 	encodings [MaxEncodings]atomic.Pointer[[][]byte]
 }

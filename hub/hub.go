@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -12,8 +13,8 @@ import (
 	"unicode/utf8"
 )
 
-// Subscriber is a member's connection as the hub sees it. Both methods are
-// called with hub locks held, so they must return at once: queue, never write.
+// Subscriber is a member's connection as the hub sees it. Deliver is called
+// with hub locks held, so it must return at once: queue, never write.
 type Subscriber interface {
 	// Deliver queues an event for the member. A subscriber that cannot keep
 	// up disconnects itself; it must not block the hub.
@@ -33,14 +34,29 @@ var (
 	ErrMessageInvalid  = errors.New("invalid message")
 	ErrNotMember       = errors.New("not logged in")
 	ErrShuttingDown    = errors.New("server shutting down")
+	ErrRoomInvalid     = errors.New("invalid room name")
+	ErrNotInRoom       = errors.New("not in that room")
+	ErrAlreadyInRoom   = errors.New("already in that room")
+	ErrTooManyRooms    = errors.New("too many rooms")
+	ErrNoSuchMember    = errors.New("no such member")
 )
 
-// Limits on names and messages.
+// Limits and defaults.
 const (
+	// Lobby is the room every member starts in.
+	Lobby = "lobby"
 	// MaxNicknameRunes is the longest nickname, in characters, after trimming.
 	MaxNicknameRunes = 32
+	// MaxRoomRunes is the longest room name, in characters.
+	MaxRoomRunes = 32
 	// DefaultMaxMessageBytes is Options.MaxMessageBytes' default.
 	DefaultMaxMessageBytes = 4096
+	// DefaultHistoryOnJoin is Options.HistoryOnJoin's default.
+	DefaultHistoryOnJoin = 100
+	// DefaultMaxRooms is Options.MaxRooms' default.
+	DefaultMaxRooms = 500
+	// DefaultMaxRoomsPerMember is Options.MaxRoomsPerMember's default.
+	DefaultMaxRoomsPerMember = 50
 )
 
 // Options configure a Hub. The zero value of every field is a documented
@@ -48,6 +64,17 @@ const (
 type Options struct {
 	// Broker sequences and carries events. Default: a new MemoryBroker.
 	Broker Broker
+	// History keeps rooms' messages. Default: a new MemoryHistory.
+	History History
+	// HistoryOnJoin is how many recent messages a member gets on joining a
+	// room. Default DefaultHistoryOnJoin; negative: none.
+	HistoryOnJoin int
+	// MaxRooms bounds the rooms that exist (rooms are kept, with their
+	// history, while the server runs). Default DefaultMaxRooms.
+	MaxRooms int
+	// MaxRoomsPerMember bounds the rooms one member is in. Default
+	// DefaultMaxRoomsPerMember.
+	MaxRoomsPerMember int
 	// Logger receives lifecycle logs. Default: discard.
 	Logger *slog.Logger
 	// MaxMessageBytes is the longest message text in UTF-8 bytes.
@@ -57,18 +84,19 @@ type Options struct {
 	Observer Observer
 }
 
-// Hub is one chat room. Create it with New; all methods are safe for
-// concurrent use.
+// Hub is the chat: members, the rooms they are in, and the order of each
+// room's events. Create it with New; all methods are safe for concurrent use.
 type Hub struct {
+	opts     Options
 	broker   Broker
+	history  History
 	log      *slog.Logger
-	maxBytes int
 	observer Observer
 
 	mu       sync.RWMutex // guards everything below
-	members  []*member    // fan-out order; swap-removed on leave
 	byID     map[int64]*member
 	byNick   map[string]*member // key: foldNickname
+	rooms    map[string]*room
 	lastID   int64
 	shutting bool
 }
@@ -76,27 +104,47 @@ type Hub struct {
 type member struct {
 	Identity
 	sub   Subscriber
-	index int // position in Hub.members
+	rooms []string // names of the rooms it is in
+}
+
+type room struct {
+	name    string
+	members []*member     // fan-out order; swap-removed on leave
+	index   map[int64]int // member id -> position in members
 }
 
 // New returns a hub subscribed to its broker.
 func New(opts Options) (*Hub, error) {
+	if opts.Broker == nil {
+		opts.Broker = &MemoryBroker{}
+	}
+	if opts.History == nil {
+		opts.History = &MemoryHistory{}
+	}
+	if opts.HistoryOnJoin == 0 {
+		opts.HistoryOnJoin = DefaultHistoryOnJoin
+	}
+	if opts.MaxRooms <= 0 {
+		opts.MaxRooms = DefaultMaxRooms
+	}
+	if opts.MaxRoomsPerMember <= 0 {
+		opts.MaxRoomsPerMember = DefaultMaxRoomsPerMember
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.MaxMessageBytes <= 0 {
+		opts.MaxMessageBytes = DefaultMaxMessageBytes
+	}
 	h := &Hub{
+		opts:     opts,
 		broker:   opts.Broker,
+		history:  opts.History,
 		log:      opts.Logger,
-		maxBytes: opts.MaxMessageBytes,
 		observer: opts.Observer,
 		byID:     make(map[int64]*member),
 		byNick:   make(map[string]*member),
-	}
-	if h.broker == nil {
-		h.broker = &MemoryBroker{}
-	}
-	if h.log == nil {
-		h.log = slog.New(slog.DiscardHandler)
-	}
-	if h.maxBytes <= 0 {
-		h.maxBytes = DefaultMaxMessageBytes
+		rooms:    make(map[string]*room),
 	}
 	if err := h.broker.Subscribe(h.fanOut); err != nil {
 		return nil, fmt.Errorf("hub: subscribe to broker: %w", err)
@@ -104,29 +152,54 @@ func New(opts Options) (*Hub, error) {
 	return h, nil
 }
 
-// fanOut hands one sequenced event to every member. The broker calls it one
-// event at a time.
+// fanOut hands one sequenced event to its recipients. The broker calls it
+// one event at a time. Messages are recorded in history here, under the same
+// read lock as their delivery, which is what lets JoinRoom snapshot history
+// and register a member with nothing lost or repeated in between.
 func (h *Hub) fanOut(ev *Event) {
 	var start time.Time
 	if h.observer != nil {
 		start = time.Now()
 	}
 	h.mu.RLock()
-	for _, m := range h.members {
-		m.sub.Deliver(ev)
+	n := 0
+	switch {
+	case ev.Kind == KindPrivate:
+		for _, id := range []int64{ev.From.ID, ev.To.ID} {
+			if m := h.byID[id]; m != nil && (n == 0 || ev.To.ID != ev.From.ID) {
+				m.sub.Deliver(ev)
+				n++
+			}
+		}
+	case ev.Room == "":
+		for _, m := range h.byID {
+			m.sub.Deliver(ev)
+		}
+		n = len(h.byID)
+	default:
+		r := h.rooms[ev.Room]
+		if r == nil {
+			break
+		}
+		if ev.Kind == KindMessage {
+			h.history.Append(ev)
+		}
+		for _, m := range r.members {
+			m.sub.Deliver(ev)
+		}
+		n = len(r.members)
 	}
-	n := len(h.members)
 	h.mu.RUnlock()
 	if h.observer != nil {
 		h.observer.FannedOut(ev.Kind, n, time.Since(start))
 	}
 }
 
-// Join admits a member under nickname. Before anything else the subscriber
-// receives a KindWelcome event with its identity and the member list; then
-// the join is announced to the room. It fails with ErrNicknameInvalid,
-// ErrNicknameTaken or ErrShuttingDown.
-func (h *Hub) Join(ctx context.Context, nickname string, sub Subscriber) (Identity, error) {
+// Login admits a member under nickname and puts it in the lobby. Before
+// anything else the subscriber receives a KindWelcome event with its
+// identity, then KindJoined for the lobby; then the join is announced there.
+// It fails with ErrNicknameInvalid, ErrNicknameTaken or ErrShuttingDown.
+func (h *Hub) Login(ctx context.Context, nickname string, sub Subscriber) (Identity, error) {
 	nick, err := CleanNickname(nickname)
 	if err != nil {
 		return Identity{}, err
@@ -143,87 +216,241 @@ func (h *Hub) Join(ctx context.Context, nickname string, sub Subscriber) (Identi
 		return Identity{}, ErrNicknameTaken
 	}
 	h.lastID++
-	m := &member{Identity: Identity{ID: h.lastID, Nickname: nick}, sub: sub, index: len(h.members)}
-	h.members = append(h.members, m)
+	m := &member{Identity: Identity{ID: h.lastID, Nickname: nick}, sub: sub}
 	h.byID[m.ID] = m
 	h.byNick[key] = m
-	roster := make([]Identity, len(h.members))
-	for i, other := range h.members {
-		roster[i] = other.Identity
-	}
-	// Delivered under the lock so nothing the room publishes can overtake it.
-	sub.Deliver(&Event{Kind: KindWelcome, From: System, Subject: m.Identity, Members: roster})
+	// Delivered under the lock so nothing published can overtake them.
+	sub.Deliver(&Event{Kind: KindWelcome, From: System, Subject: m.Identity})
+	h.enterLocked(m, h.roomLocked(Lobby))
 	h.mu.Unlock()
 
 	h.log.Info("member joined", "id", m.ID, "nickname", nick)
-	if err := h.broker.Publish(ctx, &Event{Kind: KindJoin, From: System, Subject: m.Identity}); err != nil {
-		h.log.Error("announce join", "id", m.ID, "err", err)
-	}
+	h.publish(ctx, &Event{Kind: KindJoin, Room: Lobby, From: System, Subject: m.Identity})
 	return m.Identity, nil
 }
 
-// Leave removes member id and announces it with reason. Leaving twice is a
-// no-op. During shutdown leaves are not announced: everyone is leaving.
-func (h *Hub) Leave(ctx context.Context, id int64, reason string) {
+// JoinRoom puts member id in the named room (created on first join; a
+// leading '#' is optional) and returns the room's clean name. The member
+// first receives KindJoined with the room's members and recent history; then
+// the join is announced to the room.
+func (h *Hub) JoinRoom(ctx context.Context, id int64, name string) (string, error) {
+	name, err := CleanRoom(name)
+	if err != nil {
+		return "", err
+	}
+	h.mu.Lock()
+	m := h.byID[id]
+	switch {
+	case m == nil:
+		h.mu.Unlock()
+		return "", ErrNotMember
+	case slices.Contains(m.rooms, name):
+		h.mu.Unlock()
+		return "", ErrAlreadyInRoom
+	case len(m.rooms) >= h.opts.MaxRoomsPerMember:
+		h.mu.Unlock()
+		return "", fmt.Errorf("%w: at most %d per member", ErrTooManyRooms, h.opts.MaxRoomsPerMember)
+	case h.rooms[name] == nil && len(h.rooms) >= h.opts.MaxRooms:
+		h.mu.Unlock()
+		return "", fmt.Errorf("%w: the server has %d", ErrTooManyRooms, h.opts.MaxRooms)
+	}
+	h.enterLocked(m, h.roomLocked(name))
+	who := m.Identity
+	h.mu.Unlock()
+
+	h.publish(ctx, &Event{Kind: KindJoin, Room: name, From: System, Subject: who})
+	return name, nil
+}
+
+// LeaveRoom takes member id out of the named room; it receives KindLeft and
+// the room is told.
+func (h *Hub) LeaveRoom(ctx context.Context, id int64, name string) (string, error) {
+	name, err := CleanRoom(name)
+	if err != nil {
+		return "", err
+	}
+	h.mu.Lock()
+	m := h.byID[id]
+	if m == nil {
+		h.mu.Unlock()
+		return "", ErrNotMember
+	}
+	if !h.exitLocked(m, name) {
+		h.mu.Unlock()
+		return "", ErrNotInRoom
+	}
+	m.sub.Deliver(&Event{Kind: KindLeft, Room: name, From: System, Subject: m.Identity})
+	who := m.Identity
+	h.mu.Unlock()
+
+	h.publish(ctx, &Event{Kind: KindLeave, Room: name, From: System, Subject: who, Reason: DisconnectLeft.Reason})
+	return name, nil
+}
+
+// Logout removes member id from the hub and every room, announcing the
+// leave with reason in each. Logging out twice is a no-op. During shutdown
+// leaves are not announced: everyone is leaving.
+func (h *Hub) Logout(ctx context.Context, id int64, reason string) {
 	h.mu.Lock()
 	m, ok := h.byID[id]
 	if !ok {
 		h.mu.Unlock()
 		return
 	}
-	last := h.members[len(h.members)-1]
-	h.members[m.index] = last
-	last.index = m.index
-	h.members[len(h.members)-1] = nil
-	h.members = h.members[:len(h.members)-1]
+	rooms := slices.Clone(m.rooms)
+	for _, name := range rooms {
+		h.exitLocked(m, name)
+	}
 	delete(h.byID, id)
 	delete(h.byNick, foldNickname(m.Nickname))
 	shutting := h.shutting
+	who := m.Identity
 	h.mu.Unlock()
 
-	h.log.Info("member left", "id", id, "nickname", m.Nickname, "reason", reason)
+	h.log.Info("member left", "id", id, "nickname", who.Nickname, "reason", reason)
 	if shutting {
 		return
 	}
-	if err := h.broker.Publish(ctx, &Event{Kind: KindLeave, From: System, Subject: m.Identity, Reason: reason}); err != nil {
-		h.log.Error("announce leave", "id", id, "err", err)
+	for _, name := range rooms {
+		h.publish(ctx, &Event{Kind: KindLeave, Room: name, From: System, Subject: who, Reason: reason})
 	}
 }
 
-// Publish sends text from member id to the room. It fails with ErrNotMember
-// or ErrMessageInvalid (wrapped with the reason).
-func (h *Hub) Publish(ctx context.Context, id int64, text string) error {
+// Publish sends text from member id to a room it is in ("" means the lobby).
+// It fails with ErrNotMember, ErrNotInRoom or ErrMessageInvalid.
+func (h *Hub) Publish(ctx context.Context, id int64, roomName, text string) error {
+	if err := h.checkMessage(text); err != nil {
+		return err
+	}
+	from, name, err := h.inRoom(id, roomName)
+	if err != nil {
+		return err
+	}
+	return h.broker.Publish(ctx, &Event{Kind: KindMessage, Room: name, From: from, Text: text})
+}
+
+// Private sends text from member id to the member named to, and only to
+// them (and back to the sender).
+func (h *Hub) Private(ctx context.Context, id int64, to, text string) error {
 	if err := h.checkMessage(text); err != nil {
 		return err
 	}
 	h.mu.RLock()
-	m, ok := h.byID[id]
+	from, recipient := h.byID[id], h.byNick[foldNickname(strings.TrimSpace(to))]
 	h.mu.RUnlock()
-	if !ok {
+	switch {
+	case from == nil:
 		return ErrNotMember
+	case recipient == nil:
+		return fmt.Errorf("%w: %q", ErrNoSuchMember, to)
 	}
-	if err := h.broker.Publish(ctx, &Event{Kind: KindMessage, From: m.Identity, Text: text}); err != nil {
-		return fmt.Errorf("publish: %w", err)
-	}
-	return nil
+	return h.broker.Publish(ctx, &Event{Kind: KindPrivate, From: from.Identity, To: recipient.Identity, Text: text})
 }
 
-// Members returns the current members in no particular order.
+// Typing tells the room that member id is typing.
+func (h *Hub) Typing(ctx context.Context, id int64, roomName string) error {
+	from, name, err := h.inRoom(id, roomName)
+	if err != nil {
+		return err
+	}
+	return h.broker.Publish(ctx, &Event{Kind: KindTyping, Room: name, From: from})
+}
+
+// Rename changes member id's nickname, announcing it in every room it is in,
+// and returns the new identity.
+func (h *Hub) Rename(ctx context.Context, id int64, nickname string) (Identity, error) {
+	nick, err := CleanNickname(nickname)
+	if err != nil {
+		return Identity{}, err
+	}
+	key := foldNickname(nick)
+	h.mu.Lock()
+	m := h.byID[id]
+	if m == nil {
+		h.mu.Unlock()
+		return Identity{}, ErrNotMember
+	}
+	if other, taken := h.byNick[key]; (taken && other != m) || key == foldNickname(System.Nickname) {
+		h.mu.Unlock()
+		return Identity{}, ErrNicknameTaken
+	}
+	old := m.Nickname
+	delete(h.byNick, foldNickname(old))
+	m.Nickname = nick
+	h.byNick[key] = m
+	who, rooms := m.Identity, slices.Clone(m.rooms)
+	h.mu.Unlock()
+
+	h.log.Info("member renamed", "id", id, "old", old, "nickname", nick)
+	for _, name := range rooms {
+		h.publish(ctx, &Event{Kind: KindRename, Room: name, From: System, Subject: who, OldNickname: old})
+	}
+	return who, nil
+}
+
+// RoomHistory returns up to limit messages of a room member id is in, with
+// Seq below before (0: the latest), oldest first.
+func (h *Hub) RoomHistory(id int64, roomName string, before uint64, limit int) (string, []*Event, error) {
+	_, name, err := h.inRoom(id, roomName)
+	if err != nil {
+		return "", nil, err
+	}
+	if before == 0 {
+		return name, h.history.Recent(name, limit), nil
+	}
+	return name, h.history.Before(name, before, limit), nil
+}
+
+// RoomInfo describes a room for a room list.
+type RoomInfo struct {
+	Name    string
+	Members int
+	Joined  bool // the asking member is in it
+}
+
+// Rooms lists every room, by name, marking those member id is in.
+func (h *Hub) Rooms(id int64) []RoomInfo {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	var mine []string
+	if m := h.byID[id]; m != nil {
+		mine = m.rooms
+	}
+	out := make([]RoomInfo, 0, len(h.rooms))
+	for name, r := range h.rooms {
+		out = append(out, RoomInfo{Name: name, Members: len(r.members), Joined: slices.Contains(mine, name)})
+	}
+	slices.SortFunc(out, func(a, b RoomInfo) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// RoomMembers lists the members of a room member id is in.
+func (h *Hub) RoomMembers(id int64, roomName string) (string, []Identity, error) {
+	_, name, err := h.inRoom(id, roomName)
+	if err != nil {
+		return "", nil, err
+	}
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return name, identities(h.rooms[name].members), nil
+}
+
+// Members returns every logged-in member in no particular order.
 func (h *Hub) Members() []Identity {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	out := make([]Identity, len(h.members))
-	for i, m := range h.members {
-		out[i] = m.Identity
+	out := make([]Identity, 0, len(h.byID))
+	for _, m := range h.byID {
+		out = append(out, m.Identity)
 	}
 	return out
 }
 
-// Len returns the number of members.
+// Len returns the number of logged-in members.
 func (h *Hub) Len() int {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	return len(h.members)
+	return len(h.byID)
 }
 
 // Shutdown stops admitting members and sends every member notice. Closing the
@@ -242,12 +469,92 @@ func (h *Hub) Shutdown(ctx context.Context, notice string) error {
 	return nil
 }
 
+// publish hands an announcement to the broker, logging a failure: the
+// change it announces has already happened.
+func (h *Hub) publish(ctx context.Context, ev *Event) {
+	if err := h.broker.Publish(ctx, ev); err != nil {
+		h.log.Error("announce", "kind", ev.Kind.String(), "room", ev.Room, "err", err)
+	}
+}
+
+// inRoom resolves roomName ("" is the lobby) and checks that member id is in it.
+func (h *Hub) inRoom(id int64, roomName string) (Identity, string, error) {
+	name := Lobby
+	if roomName != "" {
+		var err error
+		if name, err = CleanRoom(roomName); err != nil {
+			return Identity{}, "", err
+		}
+	}
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	m := h.byID[id]
+	switch {
+	case m == nil:
+		return Identity{}, "", ErrNotMember
+	case !slices.Contains(m.rooms, name):
+		return Identity{}, "", fmt.Errorf("%w: %s", ErrNotInRoom, name)
+	}
+	return m.Identity, name, nil
+}
+
+// roomLocked returns the named room, creating it.
+func (h *Hub) roomLocked(name string) *room {
+	r := h.rooms[name]
+	if r == nil {
+		r = &room{name: name, index: make(map[int64]int)}
+		h.rooms[name] = r
+	}
+	return r
+}
+
+// enterLocked adds m to r and sends it the room's members and history, both
+// taken under the write lock so that the next event it gets from r is the
+// first one after that history.
+func (h *Hub) enterLocked(m *member, r *room) {
+	r.index[m.ID] = len(r.members)
+	r.members = append(r.members, m)
+	m.rooms = append(m.rooms, r.name)
+	var recent []*Event
+	if h.opts.HistoryOnJoin > 0 {
+		recent = h.history.Recent(r.name, h.opts.HistoryOnJoin)
+	}
+	m.sub.Deliver(&Event{Kind: KindJoined, Room: r.name, From: System, Subject: m.Identity,
+		Members: identities(r.members), History: recent})
+}
+
+// exitLocked removes m from the named room and reports whether it was there.
+func (h *Hub) exitLocked(m *member, name string) bool {
+	i := slices.Index(m.rooms, name)
+	if i < 0 {
+		return false
+	}
+	m.rooms = slices.Delete(m.rooms, i, i+1)
+	r := h.rooms[name]
+	pos := r.index[m.ID]
+	last := r.members[len(r.members)-1]
+	r.members[pos] = last
+	r.index[last.ID] = pos
+	r.members[len(r.members)-1] = nil
+	r.members = r.members[:len(r.members)-1]
+	delete(r.index, m.ID)
+	return true
+}
+
+func identities(ms []*member) []Identity {
+	out := make([]Identity, len(ms))
+	for i, m := range ms {
+		out[i] = m.Identity
+	}
+	return out
+}
+
 func (h *Hub) checkMessage(text string) error {
 	if strings.TrimSpace(text) == "" {
 		return fmt.Errorf("%w: empty", ErrMessageInvalid)
 	}
-	if len(text) > h.maxBytes {
-		return fmt.Errorf("%w: longer than %d bytes", ErrMessageInvalid, h.maxBytes)
+	if len(text) > h.opts.MaxMessageBytes {
+		return fmt.Errorf("%w: longer than %d bytes", ErrMessageInvalid, h.opts.MaxMessageBytes)
 	}
 	if !utf8.ValidString(text) {
 		return fmt.Errorf("%w: not UTF-8", ErrMessageInvalid)
@@ -278,6 +585,24 @@ func CleanNickname(nickname string) (string, error) {
 		}
 	}
 	return nick, nil
+}
+
+// CleanRoom normalises a room name: a leading '#' is dropped and letters
+// are lower-cased. A name is 1 to MaxRoomRunes letters, digits, '-', '_' or
+// '.', starting with a letter or digit.
+func CleanRoom(name string) (string, error) {
+	name = strings.ToLower(strings.TrimPrefix(strings.TrimSpace(name), "#"))
+	n := utf8.RuneCountInString(name)
+	if n == 0 || n > MaxRoomRunes {
+		return "", fmt.Errorf("%w: 1 to %d characters", ErrRoomInvalid, MaxRoomRunes)
+	}
+	for i, r := range name {
+		ok := unicode.IsLetter(r) || unicode.IsDigit(r) || (i > 0 && (r == '-' || r == '_' || r == '.'))
+		if !ok {
+			return "", fmt.Errorf("%w: letters, digits, '-', '_' and '.' only, starting with a letter or digit", ErrRoomInvalid)
+		}
+	}
+	return name, nil
 }
 
 // isBidiControl reports the invisible direction overrides that let a message

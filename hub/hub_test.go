@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -42,20 +43,23 @@ func TestJoinWelcomesFirstAndAnnounces(t *testing.T) {
 	ctx := context.Background()
 	h := newHub(t)
 	alice, bob := &recorder{}, &recorder{}
-	a, err := h.Join(ctx, "  alice ", alice)
+	a, err := h.Login(ctx, "  alice ", alice)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if a.ID != 1 || a.Nickname != "alice" {
 		t.Fatalf("alice = %+v, want id 1 and trimmed nickname", a)
 	}
-	b, err := h.Join(ctx, "bob", bob)
+	b, err := h.Login(ctx, "bob", bob)
 	if err != nil {
 		t.Fatal(err)
 	}
 	got := bob.snapshot()
-	if len(got) == 0 || got[0].Kind != hub.KindWelcome || got[0].Subject != b || len(got[0].Members) != 2 {
-		t.Fatalf("bob's first event = %+v, want a welcome listing 2 members", got)
+	if len(got) < 2 || got[0].Kind != hub.KindWelcome || got[0].Subject != b {
+		t.Fatalf("bob's first event = %+v, want his welcome", got)
+	}
+	if got[1].Kind != hub.KindJoined || got[1].Room != hub.Lobby || len(got[1].Members) != 2 {
+		t.Fatalf("bob's second event = %+v, want the lobby with 2 members", got[1])
 	}
 	var joins []string
 	for _, ev := range alice.snapshot() {
@@ -71,7 +75,7 @@ func TestJoinWelcomesFirstAndAnnounces(t *testing.T) {
 func TestNicknameRules(t *testing.T) {
 	ctx := context.Background()
 	h := newHub(t)
-	if _, err := h.Join(ctx, "Alice", &recorder{}); err != nil {
+	if _, err := h.Login(ctx, "Alice", &recorder{}); err != nil {
 		t.Fatal(err)
 	}
 	cases := map[string]error{
@@ -87,7 +91,7 @@ func TestNicknameRules(t *testing.T) {
 		"bob smith":             nil,
 	}
 	for nick, want := range cases {
-		_, err := h.Join(ctx, nick, &recorder{})
+		_, err := h.Login(ctx, nick, &recorder{})
 		if !errors.Is(err, want) && !(want == nil && err == nil) {
 			t.Errorf("Join(%q) = %v, want %v", nick, err, want)
 		}
@@ -99,7 +103,7 @@ func TestIDsAreNeverReused(t *testing.T) {
 	h := newHub(t)
 	seen := map[int64]bool{}
 	for i := range 50 {
-		id, err := h.Join(ctx, "same", &recorder{})
+		id, err := h.Login(ctx, "same", &recorder{})
 		if err != nil {
 			t.Fatalf("join %d: %v", i, err)
 		}
@@ -107,7 +111,7 @@ func TestIDsAreNeverReused(t *testing.T) {
 			t.Fatalf("id %d reused or not positive", id.ID)
 		}
 		seen[id.ID] = true
-		h.Leave(ctx, id.ID, "left")
+		h.Logout(ctx, id.ID, "left")
 	}
 }
 
@@ -119,7 +123,7 @@ func TestEveryMemberSeesOneOrder(t *testing.T) {
 	ids := make([]int64, members)
 	for i := range recs {
 		recs[i] = &recorder{}
-		id, err := h.Join(ctx, fmt.Sprintf("m%d", i), recs[i])
+		id, err := h.Login(ctx, fmt.Sprintf("m%d", i), recs[i])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -129,7 +133,7 @@ func TestEveryMemberSeesOneOrder(t *testing.T) {
 	for _, id := range ids {
 		wg.Go(func() {
 			for n := range perSender {
-				if err := h.Publish(ctx, id, fmt.Sprintf("%d-%d", id, n)); err != nil {
+				if err := h.Publish(ctx, id, "", fmt.Sprintf("%d-%d", id, n)); err != nil {
 					t.Error(err)
 					return
 				}
@@ -169,16 +173,16 @@ func TestPublishRefusals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, _ := h.Join(ctx, "a", &recorder{})
+	a, _ := h.Login(ctx, "a", &recorder{})
 	for _, text := range []string{"", "  \n", "01234567890", "esc\x1b[2J", "\xff"} {
-		if err := h.Publish(ctx, a.ID, text); !errors.Is(err, hub.ErrMessageInvalid) {
+		if err := h.Publish(ctx, a.ID, "", text); !errors.Is(err, hub.ErrMessageInvalid) {
 			t.Errorf("Publish(%q) = %v, want ErrMessageInvalid", text, err)
 		}
 	}
-	if err := h.Publish(ctx, a.ID, "ok\tline\n2"); err != nil {
+	if err := h.Publish(ctx, a.ID, "", "ok\tline\n2"); err != nil {
 		t.Errorf("tab and newline refused: %v", err)
 	}
-	if err := h.Publish(ctx, 999, "hi"); !errors.Is(err, hub.ErrNotMember) {
+	if err := h.Publish(ctx, 999, "", "hi"); !errors.Is(err, hub.ErrNotMember) {
 		t.Errorf("Publish from a stranger = %v, want ErrNotMember", err)
 	}
 }
@@ -187,10 +191,10 @@ func TestLeaveAnnouncedAndShutdown(t *testing.T) {
 	ctx := context.Background()
 	h := newHub(t)
 	watcher := &recorder{}
-	h.Join(ctx, "watcher", watcher)
-	gone, _ := h.Join(ctx, "gone", &recorder{})
-	h.Leave(ctx, gone.ID, "slow consumer")
-	h.Leave(ctx, gone.ID, "again") // no-op
+	h.Login(ctx, "watcher", watcher)
+	gone, _ := h.Login(ctx, "gone", &recorder{})
+	h.Logout(ctx, gone.ID, "slow consumer")
+	h.Logout(ctx, gone.ID, "again") // no-op
 	var leaves []*hub.Event
 	for _, ev := range watcher.snapshot() {
 		if ev.Kind == hub.KindLeave {
@@ -210,7 +214,137 @@ func TestLeaveAnnouncedAndShutdown(t *testing.T) {
 	if last := evs[len(evs)-1]; last.Kind != hub.KindNotice || last.Text != "bye" {
 		t.Fatalf("last event %+v, want the shutdown notice", last)
 	}
-	if _, err := h.Join(ctx, "late", &recorder{}); !errors.Is(err, hub.ErrShuttingDown) {
+	if _, err := h.Login(ctx, "late", &recorder{}); !errors.Is(err, hub.ErrShuttingDown) {
 		t.Fatalf("join during shutdown = %v", err)
 	}
+}
+
+func TestRoomsPrivateMessagesAndRenames(t *testing.T) {
+	ctx := context.Background()
+	h := newHub(t)
+	alice, bob, carol := &recorder{}, &recorder{}, &recorder{}
+	a, _ := h.Login(ctx, "alice", alice)
+	b, _ := h.Login(ctx, "bob", bob)
+	c, _ := h.Login(ctx, "carol", carol)
+
+	for name, want := range map[string]error{"": hub.ErrRoomInvalid, "#": hub.ErrRoomInvalid, "a b": hub.ErrRoomInvalid,
+		"-x": hub.ErrRoomInvalid, strings.Repeat("r", 33): hub.ErrRoomInvalid, "#Lobby": hub.ErrAlreadyInRoom} {
+		if _, err := h.JoinRoom(ctx, a.ID, name); !errors.Is(err, want) {
+			t.Errorf("JoinRoom(%q) = %v, want %v", name, err, want)
+		}
+	}
+	if name, err := h.JoinRoom(ctx, a.ID, "#Go-Dev"); err != nil || name != "go-dev" {
+		t.Fatalf("JoinRoom = %q, %v", name, err)
+	}
+	h.JoinRoom(ctx, b.ID, "go-dev")
+	if err := h.Publish(ctx, c.ID, "go-dev", "not in it"); !errors.Is(err, hub.ErrNotInRoom) {
+		t.Fatalf("publish outside the room: %v", err)
+	}
+	h.Publish(ctx, a.ID, "go-dev", "hello gophers")
+	if err := h.Private(ctx, a.ID, "BOB", "psst"); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Private(ctx, a.ID, "nobody", "psst"); !errors.Is(err, hub.ErrNoSuchMember) {
+		t.Fatalf("private to nobody: %v", err)
+	}
+	if _, err := h.Rename(ctx, b.ID, "Carol"); !errors.Is(err, hub.ErrNicknameTaken) {
+		t.Fatalf("rename to a taken name: %v", err)
+	}
+	if _, err := h.Rename(ctx, b.ID, "robert"); err != nil {
+		t.Fatal(err)
+	}
+	texts := func(r *recorder, kind hub.Kind) []string {
+		var out []string
+		for _, ev := range r.snapshot() {
+			if ev.Kind == kind {
+				out = append(out, ev.Room+":"+ev.Text+ev.OldNickname)
+			}
+		}
+		return out
+	}
+	if got := texts(carol, hub.KindMessage); len(got) != 0 {
+		t.Errorf("carol saw room messages %v", got)
+	}
+	if got := texts(carol, hub.KindPrivate); len(got) != 0 {
+		t.Errorf("carol saw private messages %v", got)
+	}
+	if got := fmt.Sprint(texts(bob, hub.KindPrivate)); got != "[:psst]" {
+		t.Errorf("bob's private messages %v", got)
+	}
+	if got := fmt.Sprint(texts(alice, hub.KindPrivate)); got != "[:psst]" {
+		t.Errorf("alice's copy of her private message: %v", got)
+	}
+	if got := fmt.Sprint(texts(alice, hub.KindRename)); got != "[lobby:bob go-dev:bob]" {
+		t.Errorf("alice saw renames %v, want one per shared room", got)
+	}
+	if got := fmt.Sprint(texts(carol, hub.KindRename)); got != "[lobby:bob]" {
+		t.Errorf("carol saw renames %v", got)
+	}
+	if _, err := h.LeaveRoom(ctx, b.ID, "go-dev"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.LeaveRoom(ctx, b.ID, "go-dev"); !errors.Is(err, hub.ErrNotInRoom) {
+		t.Fatalf("second leave: %v", err)
+	}
+	rooms := h.Rooms(a.ID)
+	if len(rooms) != 2 || rooms[0] != (hub.RoomInfo{Name: "go-dev", Members: 1, Joined: true}) {
+		t.Fatalf("rooms %+v", rooms)
+	}
+}
+
+// TestHistoryHasNoGapOrDuplicate joins members while messages are being
+// published: for each joiner, the history it got plus the live messages after
+// it must be exactly the room's sequence from some point on, with no hole.
+func TestHistoryHasNoGapOrDuplicate(t *testing.T) {
+	ctx := context.Background()
+	h, err := hub.New(hub.Options{HistoryOnJoin: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sender, _ := h.Login(ctx, "sender", &recorder{})
+	h.JoinRoom(ctx, sender.ID, "busy")
+	const total = 2000
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range total {
+			h.Publish(ctx, sender.ID, "busy", fmt.Sprint(i))
+		}
+	}()
+	var joiners []*recorder
+	for i := range 20 {
+		r := &recorder{}
+		id, _ := h.Login(ctx, fmt.Sprint("joiner", i), r)
+		h.JoinRoom(ctx, id.ID, "busy")
+		joiners = append(joiners, r)
+	}
+	<-done
+	// The sender's messages are "0", "1", ...: each joiner's history followed
+	// by its live messages must be a run of consecutive numbers to the end.
+	for i, r := range joiners {
+		var got []int
+		for _, ev := range r.snapshot() {
+			switch {
+			case ev.Kind == hub.KindJoined && ev.Room == "busy":
+				for _, old := range ev.History {
+					got = append(got, atoi(old.Text))
+				}
+			case ev.Kind == hub.KindMessage && ev.Room == "busy":
+				got = append(got, atoi(ev.Text))
+			}
+		}
+		for j := 1; j < len(got); j++ {
+			if got[j] != got[j-1]+1 {
+				t.Fatalf("joiner %d: history and live messages jump from %d to %d", i, got[j-1], got[j])
+			}
+		}
+		if len(got) == 0 || got[len(got)-1] != total-1 {
+			t.Fatalf("joiner %d did not see the room up to its end", i)
+		}
+	}
+}
+
+func atoi(s string) int {
+	n, _ := strconv.Atoi(s)
+	return n
 }

@@ -1,57 +1,59 @@
 // The browser client. It speaks the extended protocol (see README) over one
-// WebSocket, renders every message as text (never as HTML), and reconnects
-// with backoff, logging in again under the same nickname.
+// WebSocket: rooms with unread counts, live member lists, private
+// conversations, history with scroll-back, typing indicators and mentions.
+// Every piece of text goes into the page through textContent, never as HTML.
+// It reconnects with backoff, logging in again under the same nickname and
+// rejoining the same rooms.
 "use strict";
 
 (() => {
   const $ = (id) => document.getElementById(id);
-  const loginForm = $("login"), nickInput = $("nick"), loginError = $("login-error");
-  const chat = $("chat"), statusEl = $("status"), list = $("messages");
-  const composer = $("composer"), textInput = $("text"), sendButton = $("send");
-  const memberList = $("member-list"), memberCount = $("member-count");
-  const membersPanel = $("members"), membersToggle = $("members-toggle");
+  const el = {
+    loginForm: $("login"), nick: $("nick"), loginError: $("login-error"), chat: $("chat"),
+    rooms: $("rooms"), dms: $("dms"), joinRoom: $("join-room"), roomName: $("room-name"), me: $("me"),
+    title: $("title"), leave: $("leave"), status: $("status"), earlier: $("earlier"),
+    scroll: document.querySelector(".scroll"), messages: $("messages"), members: $("members"),
+    memberList: $("member-list"), memberCount: $("member-count"), typing: $("typing"),
+    composer: $("composer"), text: $("text"), send: $("send"),
+    sidebar: $("sidebar"), sidebarToggle: $("sidebar-toggle"), membersToggle: $("members-toggle"),
+  };
 
   const MAX_BACKOFF_MS = 30000;
-  let ws = null;
-  let nickname = "";
-  let selfId = 0;
-  let loggedIn = false;
-  let attempts = 0;          // consecutive failed connections, for backoff
-  let retryTimer = null;
-  const members = new Map(); // id -> nickname
+  const TYPING_EVERY_MS = 3000, TYPING_SHOWN_MS = 5000;
+  const baseTitle = document.title;
 
-  nickInput.value = localStorage.getItem("chat.nickname") || "";
+  let ws = null, nickname = "", selfId = 0, loggedIn = false, attempts = 0, retryTimer = null;
+  let hiddenUnread = 0, takenRetries = 0;
+  // Conversations by key: "#room" for rooms, "@id" for private ones.
+  const convs = new Map();
+  let current = "#lobby";
 
-  loginForm.addEventListener("submit", (e) => {
+  el.nick.value = localStorage.getItem("chat.nickname") || "";
+
+  // ---- connection ----
+
+  el.loginForm.addEventListener("submit", (e) => {
     e.preventDefault();
-    const nick = nickInput.value.trim();
+    const nick = el.nick.value.trim();
     if (!nick) return;
     nickname = nick;
-    loginError.textContent = "";
+    el.loginError.textContent = "";
+    if ("Notification" in window && Notification.permission === "default") {
+      Notification.requestPermission().catch(() => {});
+    }
     connect();
   });
 
-  composer.addEventListener("submit", (e) => {
-    e.preventDefault();
-    const text = textInput.value;
-    if (!text.trim() || !loggedIn) return;
-    ws.send(JSON.stringify({ type: "broadcast", message: text }));
-    textInput.value = "";
-    textInput.focus();
-  });
-
-  membersToggle.addEventListener("click", () => {
-    const open = membersPanel.classList.toggle("open");
-    membersToggle.setAttribute("aria-expanded", String(open));
-  });
+  function send(obj) {
+    if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(obj));
+  }
 
   function connect() {
     clearTimeout(retryTimer);
     setStatus("connecting…", true);
-    const url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws";
-    const sock = new WebSocket(url);
+    const sock = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws");
     ws = sock;
-    sock.onopen = () => sock.send(JSON.stringify({ type: "login", nickname, protocol: 1 }));
+    sock.onopen = () => send({ type: "login", nickname, protocol: 1 });
     sock.onmessage = (e) => {
       let obj;
       try { obj = JSON.parse(e.data); } catch { return; }
@@ -61,10 +63,9 @@
       if (ws !== sock) return;
       const wasIn = loggedIn;
       loggedIn = false;
-      sendButton.disabled = true;
-      if (!wasIn && chat.hidden) {
-        // Never got in: show why on the login form and let the user retry.
-        loginError.textContent = e.reason || "could not reach the server";
+      el.send.disabled = true;
+      if (!wasIn && el.chat.hidden) {
+        el.loginError.textContent = e.reason || "could not reach the server";
         return;
       }
       attempts++;
@@ -74,65 +75,241 @@
     };
   }
 
+  // ---- protocol ----
+
   function handle(obj) {
     switch (obj.type) {
-      case "login":
-        if (obj.status === "ok") {
-          loggedIn = true;
-          attempts = 0;
-          selfId = obj.id;
-          localStorage.setItem("chat.nickname", nickname);
-          loginForm.hidden = true;
-          chat.hidden = false;
-          sendButton.disabled = false;
-          setStatus(`connected as ${obj.nickname}`, false);
-          members.clear();
-          for (const m of obj.members || []) members.set(m.id, m.nickname);
-          renderMembers();
-          textInput.focus();
-        } else if (chat.hidden) {
-          loginError.textContent = obj.error || "login refused";
-          ws.onclose = null;
-          ws.close();
-        } else {
-          // Reconnected but refused (our old connection may linger): retry.
-          addLine({ cls: "error", text: `could not log in again: ${obj.error}` });
-          ws.close();
+      case "login": return onLogin(obj);
+      case "joined": {
+        const c = conv("#" + obj.room, { kind: "room", name: obj.room });
+        c.members = new Map((obj.members || []).map((m) => [m.id, m.nickname]));
+        c.joined = true;
+        c.lines = [];
+        c.oldest = 0;
+        for (const h of obj.history || []) addMessage(c, h, { history: true, quiet: true });
+        c.more = (obj.history || []).length > 0;
+        saveRooms();
+        if (c.pendingSwitch || !convs.has(current)) switchTo(c.key);
+        c.pendingSwitch = false;
+        render();
+        return;
+      }
+      case "left": {
+        const c = convs.get("#" + obj.room);
+        if (c) { convs.delete(c.key); saveRooms(); }
+        if (current === "#" + obj.room) current = "#lobby";
+        render();
+        return;
+      }
+      case "message": return addMessage(conv("#" + obj.room, { kind: "room", name: obj.room }), obj, {});
+      case "private": {
+        const other = obj.sender_id === selfId ? { id: obj.to_id, nick: obj.to_nickname } : { id: obj.sender_id, nick: obj.sender_nickname };
+        const c = conv("@" + other.id, { kind: "dm", name: other.nick, id: other.id });
+        c.name = other.nick;
+        return addMessage(c, obj, {});
+      }
+      case "join": case "leave": case "rename": {
+        const c = convs.get("#" + obj.room);
+        if (!c) return;
+        if (obj.type === "leave") c.members.delete(obj.member.id); else c.members.set(obj.member.id, obj.member.nickname);
+        if (obj.type === "rename") renameDMs(obj.member);
+        addLine(c, { time: obj.time, cls: "system", text: obj.message });
+        if (c.key === current) renderMembers();
+        return;
+      }
+      case "typing": return onTyping(obj);
+      case "nick":
+        nickname = obj.nickname;
+        localStorage.setItem("chat.nickname", nickname);
+        el.me.textContent = nickname;
+        return;
+      case "history": {
+        const c = convs.get("#" + obj.room);
+        if (!c) return;
+        const older = obj.messages || [];
+        c.more = older.length > 0;
+        c.lines.unshift(...older.map((m) => messageLine(c, m, { history: true })));
+        if (older.length) c.oldest = older[0].seq;
+        if (c.key === current) {
+          const fromBottom = el.scroll.scrollHeight - el.scroll.scrollTop;
+          renderMessages();
+          el.scroll.scrollTop = el.scroll.scrollHeight - fromBottom; // keep the view still
         }
         return;
-      case "message":
-        addLine({ time: obj.time, who: obj.sender_nickname, text: obj.message, own: obj.sender_id === selfId, seq: obj.seq });
+      }
+      case "notice": {
+        for (const c of convs.values()) if (c.kind === "room") addLine(c, { time: obj.time, cls: "system", text: obj.message });
         return;
-      case "join":
-        members.set(obj.member.id, obj.member.nickname);
-        renderMembers();
-        addLine({ time: obj.time, cls: "system", text: obj.message });
+      }
+      case "error": {
+        const c = convs.get(current);
+        if (c) addLine(c, { cls: "error", text: obj.error });
         return;
-      case "leave":
-        members.delete(obj.member.id);
-        renderMembers();
-        addLine({ time: obj.time, cls: "system", text: obj.message });
-        return;
-      case "notice":
-        addLine({ time: obj.time, cls: "system", text: obj.message });
-        return;
-      case "members":
-        members.clear();
-        for (const m of obj.members || []) members.set(m.id, m.nickname);
-        renderMembers();
-        return;
-      case "error":
-        addLine({ cls: "error", text: obj.error });
-        return;
+      }
     }
   }
 
-  // addLine appends one message. Every piece goes in through textContent, so
-  // a message such as <img src=x onerror=alert(1)> shows as those characters.
-  function addLine({ time, who, text, own, cls, seq }) {
-    const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
+  function onLogin(obj) {
+    if (obj.status !== "ok") {
+      if (el.chat.hidden && /taken/.test(obj.error) && nickname === localStorage.getItem("chat.nickname") && takenRetries++ < 3) {
+        // After a reload our previous connection may not have left yet.
+        ws.onclose = null;
+        ws.close();
+        retryTimer = setTimeout(connect, 1000);
+        return;
+      }
+      if (el.chat.hidden) {
+        el.loginError.textContent = obj.error || "login refused";
+        ws.onclose = null;
+        ws.close();
+      } else {
+        const c = convs.get(current);
+        if (c) addLine(c, { cls: "error", text: `could not log in again: ${obj.error}` });
+        ws.close(); // our old connection may linger on the server: retry with backoff
+      }
+      return;
+    }
+    loggedIn = true;
+    attempts = 0;
+    selfId = obj.id;
+    nickname = obj.nickname;
+    localStorage.setItem("chat.nickname", nickname);
+    el.me.textContent = nickname;
+    el.loginForm.hidden = true;
+    el.chat.hidden = false;
+    el.send.disabled = false;
+    setStatus(`connected as ${nickname}`, false);
+    for (const name of savedRooms()) if (name !== "lobby") send({ type: "join", room: name });
+    el.text.focus();
+  }
+
+  function onTyping(obj) {
+    const c = convs.get("#" + obj.room);
+    if (!c) return;
+    clearTimeout(c.typing.get(obj.sender_nickname));
+    c.typing.set(obj.sender_nickname, setTimeout(() => { c.typing.delete(obj.sender_nickname); renderTyping(); }, TYPING_SHOWN_MS));
+    renderTyping();
+  }
+
+  function renameDMs(member) {
+    const c = convs.get("@" + member.id);
+    if (c) { c.name = member.nickname; renderConvs(); }
+  }
+
+  // ---- conversations ----
+
+  function conv(key, init) {
+    let c = convs.get(key);
+    if (!c) {
+      c = { key, lines: [], unread: 0, mentioned: false, members: new Map(), typing: new Map(), oldest: 0, more: false, ...init };
+      convs.set(key, c);
+      renderConvs();
+    }
+    return c;
+  }
+
+  function isMention(text) {
+    if (!nickname) return false;
+    const esc = nickname.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+    return new RegExp(`(^|[^\\p{L}\\p{N}_])@?${esc}($|[^\\p{L}\\p{N}_])`, "iu").test(text);
+  }
+
+  function messageLine(c, m, { history }) {
+    const own = m.sender_id === selfId;
+    return { time: m.time, who: m.sender_nickname, text: m.message, own, seq: m.seq,
+             cls: (history ? "history " : "") + (!own && isMention(m.message) ? "mention" : "") };
+  }
+
+  function addMessage(c, m, { history, quiet }) {
+    const line = messageLine(c, m, { history });
+    if (m.seq && (!c.oldest || m.seq < c.oldest)) c.oldest = m.seq;
+    addLine(c, line);
+    if (history || quiet || line.own) return;
+    const mention = line.cls.includes("mention") || c.kind === "dm";
+    if (c.key !== current || document.hidden) {
+      c.unread++;
+      c.mentioned ||= mention;
+      renderConvs();
+    }
+    if (document.hidden) {
+      hiddenUnread++;
+      document.title = `(${hiddenUnread}) ${baseTitle}`;
+      if (mention && "Notification" in window && Notification.permission === "granted") {
+        new Notification(c.kind === "dm" ? `${m.sender_nickname} (private)` : `${m.sender_nickname} in #${c.name}`, { body: m.message });
+      }
+    }
+  }
+
+  function addLine(c, line) {
+    c.lines.push(line);
+    if (c.key !== current) return;
+    const atBottom = el.scroll.scrollHeight - el.scroll.scrollTop - el.scroll.clientHeight < 40;
+    el.messages.append(renderLine(line));
+    if (atBottom || line.own) el.scroll.scrollTop = el.scroll.scrollHeight;
+  }
+
+  function switchTo(key) {
+    if (!convs.has(key)) return;
+    current = key;
+    const c = convs.get(key);
+    c.unread = 0;
+    c.mentioned = false;
+    el.sidebar.classList.remove("open");
+    render();
+    el.scroll.scrollTop = el.scroll.scrollHeight;
+  }
+
+  function savedRooms() {
+    try { return JSON.parse(localStorage.getItem("chat.rooms") || "[]"); } catch { return []; }
+  }
+  function saveRooms() {
+    localStorage.setItem("chat.rooms", JSON.stringify([...convs.values()].filter((c) => c.kind === "room").map((c) => c.name)));
+  }
+
+  // ---- rendering ----
+
+  function render() {
+    renderConvs();
+    renderMessages();
+    renderMembers();
+    renderTyping();
+  }
+
+  function renderConvs() {
+    const item = (c) => {
+      const li = document.createElement("li");
+      li.dataset.key = c.key;
+      li.className = c.key === current ? "current" : "";
+      const name = document.createElement("span");
+      name.className = "name";
+      name.textContent = c.kind === "room" ? "#" + c.name : c.name;
+      li.append(name);
+      if (c.unread) {
+        const b = document.createElement("span");
+        b.className = "badge" + (c.mentioned ? " mention" : "");
+        b.textContent = String(c.unread);
+        li.append(b);
+      }
+      li.addEventListener("click", () => switchTo(c.key));
+      return li;
+    };
+    const all = [...convs.values()].sort((a, b) => a.name.localeCompare(b.name));
+    el.rooms.replaceChildren(...all.filter((c) => c.kind === "room").map(item));
+    el.dms.replaceChildren(...all.filter((c) => c.kind === "dm").map(item));
+    const c = convs.get(current);
+    el.title.textContent = !c ? "" : c.kind === "room" ? "#" + c.name : `${c.name} (private)`;
+    el.leave.hidden = !c || c.kind !== "room";
+  }
+
+  function renderMessages() {
+    const c = convs.get(current);
+    el.messages.replaceChildren(...(c ? c.lines.map(renderLine) : []));
+    el.earlier.hidden = !c || c.kind !== "room" || !c.more || !c.oldest;
+  }
+
+  function renderLine({ time, who, text, own, cls, seq }) {
     const li = document.createElement("li");
-    li.className = "msg" + (cls ? " " + cls : "") + (own ? " own" : "");
+    li.className = ["msg", cls, own ? "own" : ""].filter(Boolean).join(" ");
     if (seq) li.dataset.seq = seq;
     const when = time ? new Date(time) : new Date();
     const t = document.createElement("time");
@@ -150,22 +327,117 @@
     body.className = "text";
     body.textContent = text;
     li.append(body);
-    list.append(li);
-    if (atBottom || own) list.scrollTop = list.scrollHeight;
+    return li;
   }
 
   function renderMembers() {
-    const names = [...members.values()].sort((a, b) => a.localeCompare(b));
-    memberList.replaceChildren(...names.map((n) => {
+    const c = convs.get(current);
+    const members = c && c.kind === "room" ? [...c.members.entries()] : [];
+    members.sort((a, b) => a[1].localeCompare(b[1]));
+    el.memberList.replaceChildren(...members.map(([id, nick]) => {
       const li = document.createElement("li");
-      li.textContent = n;
+      li.textContent = nick;
+      li.dataset.id = id;
+      if (id === selfId) {
+        li.className = "self";
+      } else {
+        li.title = `private conversation with ${nick}`;
+        li.addEventListener("click", () => {
+          conv("@" + id, { kind: "dm", name: nick, id });
+          switchTo("@" + id);
+          el.members.classList.remove("open");
+          el.text.focus();
+        });
+      }
       return li;
     }));
-    memberCount.textContent = String(names.length);
+    el.memberCount.textContent = String(members.length);
+  }
+
+  function renderTyping() {
+    const c = convs.get(current);
+    const names = c ? [...c.typing.keys()] : [];
+    el.typing.textContent = names.length === 0 ? "" : names.length === 1 ? `${names[0]} is typing…` : `${names.join(", ")} are typing…`;
   }
 
   function setStatus(text, down) {
-    statusEl.textContent = text;
-    statusEl.classList.toggle("down", down);
+    el.status.textContent = text;
+    el.status.classList.toggle("down", down);
+  }
+
+  // ---- user actions ----
+
+  el.composer.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const text = el.text.value;
+    if (!text.trim() || !loggedIn) return;
+    el.text.value = "";
+    el.text.focus();
+    if (text.startsWith("/") && command(text)) return;
+    const c = convs.get(current);
+    if (!c) return;
+    if (c.kind === "room") send({ type: "broadcast", room: c.name, message: text });
+    else send({ type: "private", to: c.name, message: text });
+  });
+
+  // command runs a slash command and reports whether it was one.
+  function command(text) {
+    const [cmd, ...rest] = text.trim().split(/\s+/);
+    const arg = rest.join(" ");
+    switch (cmd.toLowerCase()) {
+      case "/join": joinRoom(arg); return true;
+      case "/leave": leaveCurrent(); return true;
+      case "/nick": send({ type: "nick", nickname: arg }); return true;
+      case "/msg": {
+        const [to, ...words] = rest;
+        if (to && words.length) send({ type: "private", to, message: text.trim().slice(cmd.length).trimStart().slice(to.length).trimStart() });
+        return true;
+      }
+    }
+    return false;
+  }
+
+  function joinRoom(name) {
+    name = name.trim().replace(/^#/, "").toLowerCase();
+    if (!name) return;
+    if (convs.has("#" + name)) { switchTo("#" + name); return; }
+    conv("#" + name, { kind: "room", name, pendingSwitch: true });
+    send({ type: "join", room: name });
+  }
+
+  function leaveCurrent() {
+    const c = convs.get(current);
+    if (c && c.kind === "room") send({ type: "leave", room: c.name });
+    else if (c) { convs.delete(c.key); current = "#lobby"; render(); }
+  }
+
+  el.joinRoom.addEventListener("submit", (e) => {
+    e.preventDefault();
+    joinRoom(el.roomName.value);
+    el.roomName.value = "";
+  });
+  el.leave.addEventListener("click", leaveCurrent);
+  el.earlier.addEventListener("click", () => {
+    const c = convs.get(current);
+    if (c && c.oldest) send({ type: "history", room: c.name, before: c.oldest, limit: 50 });
+  });
+  el.text.addEventListener("input", () => {
+    const c = convs.get(current);
+    const now = Date.now();
+    if (c && c.kind === "room" && el.text.value && now - (c.lastTypingSent || 0) > TYPING_EVERY_MS) {
+      c.lastTypingSent = now; // per room: typing here says nothing about there
+      send({ type: "typing", room: c.name });
+    }
+  });
+  document.addEventListener("visibilitychange", () => {
+    if (!document.hidden) {
+      hiddenUnread = 0;
+      document.title = baseTitle;
+      const c = convs.get(current);
+      if (c) { c.unread = 0; c.mentioned = false; renderConvs(); }
+    }
+  });
+  for (const [button, panel] of [[el.sidebarToggle, el.sidebar], [el.membersToggle, el.members]]) {
+    button.addEventListener("click", () => button.setAttribute("aria-expanded", String(panel.classList.toggle("open"))));
   }
 })();

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -198,5 +199,121 @@ func TestBrowserPageFromAnotherOriginCannotOpenAWebSocket(t *testing.T) {
 	got, err = chromedp.Run(ctx, chromedp.Evaluate[string](tryWS, chromedp.EvalAwaitPromise))
 	if err != nil || got != "open" {
 		t.Fatalf("from the chat's own page: %q %v, want open", got, err)
+	}
+}
+
+// tab is one browser tab, with helpers for the chat tab.
+type tab struct {
+	t   *testing.T
+	ctx context.Context
+}
+
+func (p tab) do(what string, steps ...chromedp.Action[chromedp.Void]) {
+	p.t.Helper()
+	if err := chromedp.Do(p.ctx, steps...); err != nil {
+		p.t.Fatalf("%s: %v", what, err)
+	}
+}
+
+func (p tab) login(addr, nick string) {
+	p.t.Helper()
+	p.do("log in as "+nick,
+		chromedp.Navigate("http://"+addr+"/"),
+		chromedp.SendKeys(chromedp.ID("nick"), nick),
+		chromedp.Click(chromedp.ID("join")),
+		chromedp.WaitVisible(chromedp.ID("text")),
+	)
+}
+
+func (p tab) say(text string) {
+	p.t.Helper()
+	p.do("send "+text, chromedp.SendKeys(chromedp.ID("text"), text), chromedp.Click(chromedp.ID("send")))
+}
+
+func (p tab) open(key string) {
+	p.t.Helper()
+	p.do("open "+key, chromedp.Click(chromedp.Search(fmt.Sprintf(`//li[@data-key=%q]`, key))))
+	p.waitFor("title of "+key, fmt.Sprintf(`//span[@id="title" and starts-with(text(), %q)]`, key))
+}
+
+// waitFor waits until the XPath matches a visible element.
+func (p tab) waitFor(what, xpath string) {
+	p.t.Helper()
+	p.do("wait for "+what, chromedp.WaitVisible(chromedp.Search(xpath)))
+}
+
+func TestBrowserRoomsPresencePrivateHistoryAndMentions(t *testing.T) {
+	m := startServer(t)
+	annCtx := newBrowser(t)
+	if err := chromedp.Do(annCtx); err != nil { // start the browser before a second context
+		t.Fatal(err)
+	}
+	benCtx, cancelBen := chromedp.NewContext(annCtx, chromedp.WithNewBrowserContext())
+	defer cancelBen()
+	ann, ben := tab{t, annCtx}, tab{t, benCtx}
+	ann.do("desktop size", chromedp.EmulateViewport(1100, 700))
+
+	term := dialTCP(t, m, "term")
+	term.login("term")
+	term.send(`{"type":"join","room":"#Go"}`)
+	term.await("joined #go", func(x msg) bool { return x.str("type") == "joined" && x.str("room") == "go" })
+	term.say("lobby before") // in history for #lobby
+	term.send(`{"type":"broadcast","room":"go","message":"go before"}`)
+	term.awaitMessage("go before")
+
+	ann.login(m.HTTPAddr(), "ann")
+	ann.waitFor("lobby history", messageXPath("lobby before"))
+	ann.do("join #go", chromedp.SendKeys(chromedp.ID("room-name"), "#go"), chromedp.Click(chromedp.Search(`//form[@id="join-room"]/button`)))
+	ann.waitFor("#go with its history", `//li[contains(@class,"history")]/span[@class="text" and text()="go before"]`)
+	ann.waitFor("two members in #go", `//ul[@id="member-list" and count(li)=2]`)
+
+	ben.login(m.HTTPAddr(), "ben")
+	ben.say("/join go")
+	ann.waitFor("ben in #go's member list", `//ul[@id="member-list"]/li[text()="ben"]`)
+	ann.waitFor("three members in #go", `//ul[@id="member-list" and count(li)=3]`)
+
+	// Typing shows to others in the room.
+	ben.do("type", chromedp.SendKeys(chromedp.ID("text"), "x"))
+	ann.waitFor("typing indicator", `//p[@id="typing" and text()="ben is typing…"]`)
+	if _, err := chromedp.Run(benCtx, chromedp.Evaluate[string](`document.getElementById("text").value = ""`)); err != nil {
+		t.Fatal(err)
+	}
+
+	// Unread badge for a room that is not open; mention highlighting.
+	ben.open("#lobby")
+	term.send(`{"type":"broadcast","room":"go","message":"hey ann, and ben"}`)
+	ann.waitFor("mention highlighted", `//li[contains(@class,"mention")]/span[@class="text" and text()="hey ann, and ben"]`)
+	ben.waitFor("unread badge on #go", `//li[@data-key="#go"]/span[contains(@class,"badge") and text()="1"]`)
+	ben.open("#go")
+	ben.waitFor("the unread message", messageXPath("hey ann, and ben"))
+
+	// A private message reaches only its target.
+	ann.do("open a private conversation with ben", chromedp.Click(chromedp.Search(`//ul[@id="member-list"]/li[text()="ben"]`)))
+	ann.say("just between us")
+	ben.waitFor("a private conversation badge", `//ul[@id="dms"]/li[@data-key]/span[contains(@class,"badge")]`)
+	ben.do("open it", chromedp.Click(chromedp.Search(`//ul[@id="dms"]/li`)))
+	ben.waitFor("the private message", messageXPath("just between us"))
+	term.say("marker")
+	for x := term.next(); x.str("message") != "marker"; x = term.next() {
+		if x.str("type") == "private" || strings.Contains(x.str("message"), "between us") {
+			t.Fatalf("a third party got the private message: %v", x)
+		}
+	}
+
+	// Nick changes show in member lists.
+	ben.say("/nick benny")
+	ann.open("#go")
+	ann.waitFor("the new nickname", `//ul[@id="member-list"]/li[text()="benny"]`)
+	ann.waitFor("the rename notice", `//li[contains(@class,"system")]/span[text()="ben is now benny"]`)
+
+	// After a reload, ann is back in #go with its history.
+	ann.do("reload", chromedp.Reload(), chromedp.WaitVisible(chromedp.ID("join")), chromedp.Click(chromedp.ID("join")), chromedp.WaitVisible(chromedp.ID("text")))
+	ann.waitFor("#go rejoined", `//ul[@id="rooms"]/li[@data-key="#go"]`)
+	ann.open("#go")
+	ann.waitFor("history after reload", `//li[contains(@class,"history")]/span[@class="text" and text()="hey ann, and ben"]`)
+	if path := os.Getenv("CHAT_SCREENSHOT"); path != "" {
+		if shot, err := chromedp.Run(annCtx, chromedp.CaptureScreenshot()); err == nil {
+			_ = os.WriteFile(strings.TrimSuffix(path, ".png")+"-rooms.png", shot, 0o644)
+		}
 	}
 }

@@ -227,7 +227,7 @@ func (s *Session) Run(ctx context.Context) {
 		reason = *d // the writer's reason (say, slow consumer) is the real one
 	}
 	if s.joined {
-		s.hub.Leave(ctx, s.self.ID, reason.Reason)
+		s.hub.Logout(ctx, s.self.ID, reason.Reason)
 	}
 	s.Disconnect(reason)
 	<-s.writerDone
@@ -253,9 +253,10 @@ func (s *Session) safeReadLoop(ctx context.Context) (reason hub.Disconnect) {
 }
 
 // Deliver implements hub.Subscriber: it queues ev without blocking. A member
-// is not told of its own join (its welcome says it). An original-protocol
-// client does not get its own messages back; an extended one does, as the
-// acknowledgement that places its message in room order.
+// is not told of its own join or leave (its joined and left replies say it).
+// An original-protocol client does not get its own messages back, nor
+// anything about rooms or typing; an extended one gets its own messages back,
+// as the acknowledgement that places each in room order.
 func (s *Session) Deliver(ev *hub.Event) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -264,12 +265,20 @@ func (s *Session) Deliver(ev *hub.Event) {
 		return
 	case ev.Kind == hub.KindWelcome:
 		s.selfID = ev.Subject.ID
-	case ev.Kind == hub.KindJoin && ev.Subject.ID == s.selfID:
-		return // the welcome already told it; joins are announced to the others
+	case (ev.Kind == hub.KindJoin || ev.Kind == hub.KindLeave) && ev.Subject.ID == s.selfID:
+		return // its own joined/left reply told it; these are for the others
 	case ev.Kind == hub.KindMessage && ev.From.ID == s.selfID && !s.extended:
 		return
+	case ev.Kind == hub.KindTyping && (ev.From.ID == s.selfID || !s.extended):
+		return
+	case (ev.Kind == hub.KindJoined || ev.Kind == hub.KindLeft) && !s.extended:
+		return // an original client is in the lobby only, and knows nothing of rooms
 	}
-	s.enqueueLocked(item{ev: ev}, len(ev.Text)+128+48*len(ev.Members))
+	size := len(ev.Text) + 128 + 48*len(ev.Members)
+	for _, old := range ev.History {
+		size += len(old.Text) + 160
+	}
+	s.enqueueLocked(item{ev: ev}, size)
 }
 
 // Disconnect ends the session with reason: whatever is queued is still
@@ -416,31 +425,69 @@ func (s *Session) handle(ctx context.Context, frame []byte) {
 		s.refuse(req, err)
 		return
 	}
-	switch req.Type {
-	case wire.TypeLogin:
+	if req.Type == wire.TypeLogin {
 		s.login(ctx, req)
+		return
+	}
+	if !s.joined {
+		s.refuse(req, hub.ErrNotMember)
+		return
+	}
+	if err := s.serve(ctx, req); err != nil {
+		s.refuse(req, err)
+	}
+}
+
+// serve carries out a logged-in member's request. Requests beyond the
+// original protocol's are for extended clients, but nothing breaks if an
+// original client sends them: their replies are extended objects, which
+// only a client that knows the request would send it.
+func (s *Session) serve(ctx context.Context, req wire.Request) error {
+	id := s.self.ID
+	switch req.Type {
 	case wire.TypeBroadcast:
-		if !s.joined {
-			s.refuse(req, hub.ErrNotMember)
-			return
+		if err := req.CheckSender(id); err != nil {
+			s.log.Warn("spoofed sender refused", "id", id, "claimed", string(req.SenderID))
+			return err
 		}
-		if err := req.CheckSender(s.self.ID); err != nil {
-			s.log.Warn("spoofed sender refused", "id", s.self.ID, "claimed", string(req.SenderID))
-			s.refuse(req, err)
-			return
+		return s.hub.Publish(ctx, id, req.Room, req.Message)
+	case wire.TypePrivate:
+		return s.hub.Private(ctx, id, req.To, req.Message)
+	case wire.TypeJoin:
+		_, err := s.hub.JoinRoom(ctx, id, req.Room)
+		return err
+	case wire.TypeLeave:
+		_, err := s.hub.LeaveRoom(ctx, id, req.Room)
+		return err
+	case wire.TypeTyping:
+		return s.hub.Typing(ctx, id, req.Room)
+	case wire.TypeNick:
+		self, err := s.hub.Rename(ctx, id, req.Nickname)
+		if err != nil {
+			return err
 		}
-		if err := s.hub.Publish(ctx, s.self.ID, req.Message); err != nil {
-			s.refuse(req, err)
+		s.self = self
+		s.reply(wire.Nick(self))
+	case wire.TypeRooms:
+		s.reply(wire.Rooms(s.hub.Rooms(id)))
+	case wire.TypeHistory:
+		limit := req.Limit
+		if limit <= 0 || limit > maxHistoryPage {
+			limit = maxHistoryPage
 		}
+		room, events, err := s.hub.RoomHistory(id, req.Room, req.Before, limit)
+		if err != nil {
+			return err
+		}
+		s.reply(wire.History(room, req.Before, events))
 	case wire.TypeMembers:
-		if !s.joined {
-			s.refuse(req, hub.ErrNotMember)
-			return
+		room, members, err := s.hub.RoomMembers(id, req.Room)
+		if err != nil {
+			return err
 		}
-		members := s.hub.Members()
 		if s.isExtended() {
-			s.reply(wire.Members(members))
-			return
+			s.reply(wire.Members(room, members))
+			return nil
 		}
 		names := make([]string, len(members))
 		for i, m := range members {
@@ -448,9 +495,13 @@ func (s *Session) handle(ctx context.Context, frame []byte) {
 		}
 		s.reply(wire.OriginalPushes(hub.System, "online: "+strings.Join(names, ", "))...)
 	default:
-		s.refuse(req, errUnknownType)
+		return errUnknownType
 	}
+	return nil
 }
+
+// maxHistoryPage bounds one history reply.
+const maxHistoryPage = 200
 
 func (s *Session) login(ctx context.Context, req wire.Request) {
 	if s.joined {
@@ -460,7 +511,7 @@ func (s *Session) login(ctx context.Context, req wire.Request) {
 	s.mu.Lock()
 	s.extended = req.Extended()
 	s.mu.Unlock()
-	self, err := s.hub.Join(ctx, req.Nickname, s)
+	self, err := s.hub.Login(ctx, req.Nickname, s)
 	if err != nil {
 		s.log.Info("login refused", "err", err)
 		s.opts.Observer.Refused(refusalLabel(err))

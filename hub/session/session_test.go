@@ -83,10 +83,10 @@ func TestSlowConsumerGetsLastWordsAndIsAnnounced(t *testing.T) {
 		t.Fatal(err)
 	}
 	watcher := &recorder{joins: make(chan string, 8)}
-	if _, err := h.Join(ctx, "watcher", watcher); err != nil {
+	if _, err := h.Login(ctx, "watcher", watcher); err != nil {
 		t.Fatal(err)
 	}
-	talker, _ := h.Join(ctx, "talker", &recorder{})
+	talker, _ := h.Login(ctx, "talker", &recorder{})
 
 	conn := newFakeConn()
 	s := New(h, conn, Options{QueueMessages: 8})
@@ -99,7 +99,7 @@ func TestSlowConsumerGetsLastWordsAndIsAnnounced(t *testing.T) {
 	waitJoin(t, watcher, "stuck")
 	// The writer is held up (the peer reads nothing); the room goes on.
 	for i := range 20 {
-		if err := h.Publish(ctx, talker.ID, "message"); err != nil {
+		if err := h.Publish(ctx, talker.ID, "", "message"); err != nil {
 			t.Fatalf("publish %d: %v", i, err)
 		}
 	}
@@ -227,7 +227,7 @@ func (p *panicConn) ReadFrame() ([]byte, error) {
 func TestPanicClosesOnlyThatConnection(t *testing.T) {
 	h, _ := hub.New(hub.Options{})
 	watcher := &recorder{joins: make(chan string, 8)}
-	h.Join(context.Background(), "watcher", watcher)
+	h.Login(context.Background(), "watcher", watcher)
 	conn := &panicConn{fakeConn: newFakeConn()}
 	close(conn.release)
 	done := runSession(t, h, conn, Options{})

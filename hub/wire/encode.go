@@ -26,8 +26,20 @@ const timeLayout = "2006-01-02T15:04:05.000Z07:00"
 // on the event so that each shape is encoded once per event. The returned
 // frames are shared: callers must not modify them.
 func EncodeEvent(ev *hub.Event, extended bool) [][]byte {
-	if ev.Kind == hub.KindWelcome { // one recipient: nothing to share
+	switch ev.Kind { // one recipient each: nothing to share
+	case hub.KindWelcome:
 		return [][]byte{encodeWelcome(nil, ev, extended)}
+	case hub.KindJoined:
+		if !extended {
+			return nil
+		}
+		return [][]byte{encodeJoined(ev)}
+	case hub.KindLeft:
+		if !extended {
+			return nil
+		}
+		b := appendString([]byte(`{"type":"left","room":`), ev.Room)
+		return [][]byte{append(b, "}\n"...)}
 	}
 	if extended {
 		return ev.Encoding(slotExtended, encodeExtended)
@@ -47,6 +59,12 @@ func encodeOriginal(ev *hub.Event) [][]byte {
 		if ev.Reason != "" && ev.Reason != hub.DisconnectLeft.Reason {
 			text += " (" + ev.Reason + ")"
 		}
+	case hub.KindRename:
+		text = "用户 " + ev.OldNickname + "(" + strconv.FormatInt(ev.Subject.ID, 10) + ")改名为 " + ev.Subject.Nickname
+	case hub.KindPrivate:
+		text = "[private] " + ev.Text
+	case hub.KindTyping:
+		return nil // not for the original client
 	}
 	return OriginalPushes(from, text)
 }
@@ -86,10 +104,16 @@ func OriginalPushes(from hub.Identity, text string) [][]byte {
 
 // encodeExtended renders an event as one extended-protocol object.
 func encodeExtended(ev *hub.Event) [][]byte {
-	b := make([]byte, 0, 160+len(ev.Text))
+	b := make([]byte, 0, 192+len(ev.Text))
 	b = append(b, `{"type":"`...)
 	b = append(b, ev.Kind.String()...)
-	b = appendInt(append(b, `","seq":`...), int64(ev.Seq))
+	b = append(b, '"')
+	if ev.Room != "" {
+		b = appendString(append(b, `,"room":`...), ev.Room)
+	}
+	if ev.Seq != 0 {
+		b = appendInt(append(b, `,"seq":`...), int64(ev.Seq))
+	}
 	b = append(b, `,"time":"`...)
 	b = ev.Time.UTC().AppendFormat(b, timeLayout)
 	b = appendInt(append(b, `","sender_id":`...), ev.From.ID)
@@ -103,16 +127,82 @@ func encodeExtended(ev *hub.Event) [][]byte {
 		if ev.Reason != "" && ev.Reason != hub.DisconnectLeft.Reason {
 			text += " (" + ev.Reason + ")"
 		}
+	case hub.KindRename:
+		text = ev.OldNickname + " is now " + ev.Subject.Nickname
+	case hub.KindPrivate:
+		b = appendInt(append(b, `,"to_id":`...), ev.To.ID)
+		b = appendString(append(b, `,"to_nickname":`...), ev.To.Nickname)
 	}
-	b = appendString(append(b, `,"message":`...), text)
-	if ev.Kind == hub.KindJoin || ev.Kind == hub.KindLeave {
+	if ev.Kind != hub.KindTyping {
+		b = appendString(append(b, `,"message":`...), text)
+	}
+	switch ev.Kind {
+	case hub.KindJoin, hub.KindLeave, hub.KindRename:
 		b = appendMember(append(b, `,"member":`...), ev.Subject)
 	}
-	if ev.Kind == hub.KindLeave {
+	switch ev.Kind {
+	case hub.KindLeave:
 		b = appendString(append(b, `,"reason":`...), ev.Reason)
+	case hub.KindRename:
+		b = appendString(append(b, `,"old_nickname":`...), ev.OldNickname)
 	}
 	b = append(b, "}\n"...)
 	return [][]byte{b}
+}
+
+// encodeJoined renders the reply to joining a room: its members and its
+// recent history.
+func encodeJoined(ev *hub.Event) []byte {
+	b := appendString([]byte(`{"type":"joined","room":`), ev.Room)
+	b = appendMembers(append(b, `,"members":`...), ev.Members)
+	b = appendHistory(append(b, `,"history":`...), ev.History)
+	return append(b, "}\n"...)
+}
+
+// History is the reply to a history request: messages of room before seq
+// before, oldest first.
+func History(room string, before uint64, events []*hub.Event) []byte {
+	b := appendString([]byte(`{"type":"history","room":`), room)
+	b = appendInt(append(b, `,"before":`...), int64(before))
+	b = appendHistory(append(b, `,"messages":`...), events)
+	return append(b, "}\n"...)
+}
+
+// appendHistory appends messages as an array of message objects marked
+// "history":true, reusing each event's cached encoding.
+func appendHistory(b []byte, events []*hub.Event) []byte {
+	b = append(b, '[')
+	for i, ev := range events {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		frame := EncodeEvent(ev, true)[0]
+		b = append(b, frame[:len(frame)-2]...) // without "}\n"
+		b = append(b, `,"history":true}`...)
+	}
+	return append(b, ']')
+}
+
+// Rooms is the reply to a rooms request.
+func Rooms(rooms []hub.RoomInfo) []byte {
+	b := []byte(`{"type":"rooms","rooms":[`)
+	for i, r := range rooms {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(append(b, `{"room":`...), r.Name)
+		b = appendInt(append(b, `,"members":`...), int64(r.Members))
+		b = strconv.AppendBool(append(b, `,"joined":`...), r.Joined)
+		b = append(b, '}')
+	}
+	return append(b, "]}\n"...)
+}
+
+// Nick is the reply to a successful nick request.
+func Nick(self hub.Identity) []byte {
+	b := appendInt([]byte(`{"type":"nick","status":"ok","id":`), self.ID)
+	b = appendString(append(b, `,"nickname":`...), self.Nickname)
+	return append(b, "}\n"...)
 }
 
 // encodeWelcome renders the successful login reply. The original client only
@@ -125,7 +215,6 @@ func encodeWelcome(b []byte, ev *hub.Event, extended bool) []byte {
 	b = appendInt(append(b, `{"type":"login","status":"ok","id":`...), ev.Subject.ID)
 	b = appendString(append(b, `,"nickname":`...), ev.Subject.Nickname)
 	b = appendInt(append(b, `,"protocol":`...), ProtocolExtended)
-	b = appendMembers(append(b, `,"members":`...), ev.Members)
 	return append(b, "}\n"...)
 }
 
@@ -154,8 +243,9 @@ func OriginalError(reason string) [][]byte {
 }
 
 // Members is the extended reply to a members request.
-func Members(members []hub.Identity) []byte {
-	b := appendMembers([]byte(`{"type":"members","members":`), members)
+func Members(room string, members []hub.Identity) []byte {
+	b := appendString([]byte(`{"type":"members","room":`), room)
+	b = appendMembers(append(b, `,"members":`...), members)
 	return append(b, "}\n"...)
 }
 

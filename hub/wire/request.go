@@ -8,11 +8,19 @@ import (
 	"unicode/utf8"
 )
 
-// Request types a client can send.
+// Request types a client can send. Only login and broadcast exist in the
+// original protocol; the rest are extended.
 const (
 	TypeLogin     = "login"
 	TypeBroadcast = "broadcast"
 	TypeMembers   = "members"
+	TypeJoin      = "join"
+	TypeLeave     = "leave"
+	TypeRooms     = "rooms"
+	TypeHistory   = "history"
+	TypePrivate   = "private"
+	TypeNick      = "nick"
+	TypeTyping    = "typing"
 )
 
 // ProtocolExtended is the protocol number a client sends at login to receive
@@ -36,6 +44,15 @@ type Request struct {
 	Protocol int `json:"protocol"`
 	// SenderID is what the client claims to be; see CheckSender.
 	SenderID json.RawMessage `json:"sender_id"`
+	// Room names the room of a broadcast, join, leave, members, history or
+	// typing request; empty means the lobby.
+	Room string `json:"room"`
+	// To is the nickname a private message is for.
+	To string `json:"to"`
+	// Before asks history for messages with a lower seq (0: the latest).
+	Before uint64 `json:"before"`
+	// Limit bounds a history reply.
+	Limit int `json:"limit"`
 }
 
 // DecodeRequest parses one frame. It refuses invalid UTF-8, anything but a

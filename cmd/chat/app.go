@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -14,17 +15,28 @@ import (
 
 // serverMsg is any object the server sends a protocol-1 client.
 type serverMsg struct {
-	Type           string   `json:"type"`
-	Status         string   `json:"status"`
-	ID             int64    `json:"id"`
-	Nickname       string   `json:"nickname"`
-	Error          string   `json:"error"`
-	Request        string   `json:"request"`
-	Time           string   `json:"time"`
-	SenderID       int64    `json:"sender_id"`
-	SenderNickname string   `json:"sender_nickname"`
-	Message        string   `json:"message"`
-	Members        []member `json:"members"`
+	Type           string      `json:"type"`
+	Status         string      `json:"status"`
+	ID             int64       `json:"id"`
+	Nickname       string      `json:"nickname"`
+	Error          string      `json:"error"`
+	Request        string      `json:"request"`
+	Room           string      `json:"room"`
+	Time           string      `json:"time"`
+	SenderID       int64       `json:"sender_id"`
+	SenderNickname string      `json:"sender_nickname"`
+	ToNickname     string      `json:"to_nickname"`
+	Message        string      `json:"message"`
+	Members        []member    `json:"members"`
+	History        []serverMsg `json:"history"`
+	Messages       []serverMsg `json:"messages"`
+	Rooms          []roomInfo  `json:"rooms"`
+}
+
+type roomInfo struct {
+	Room    string `json:"room"`
+	Members int    `json:"members"`
+	Joined  bool   `json:"joined"`
 }
 
 type member struct {
@@ -39,11 +51,14 @@ type app struct {
 	ui   ui
 	conn net.Conn
 
-	self         int64
-	nick         string
-	loginPending bool
-	unacked      int  // messages sent and not yet echoed or refused
-	failed       bool // something was refused: script mode exits 1
+	self        int64
+	nick        string
+	room        string   // where plain lines go
+	rooms       []string // rooms joined, in joining order
+	waiting     string   // a request ("login", "join") whose answer comes before the next line
+	waitingRoom string   // the room of a join being waited for
+	unacked     int      // messages sent and not yet echoed or refused
+	failed      bool     // something was refused: script mode exits 1
 }
 
 func newApp(cfg config, u ui) *app { return &app{cfg: cfg, ui: u} }
@@ -74,8 +89,8 @@ func (a *app) run(ctx context.Context) int {
 	var deadline <-chan time.Time
 	for {
 		input := lines
-		if a.loginPending {
-			input = nil // one command at a time: wait for the login's answer
+		if a.waiting != "" {
+			input = nil // wait for the answer: the next line may depend on it
 		}
 		select {
 		case <-ctx.Done():
@@ -112,7 +127,7 @@ func (a *app) run(ctx context.Context) int {
 	}
 }
 
-func (a *app) settled() bool { return !a.loginPending && a.unacked == 0 }
+func (a *app) settled() bool { return a.waiting == "" && a.unacked == 0 }
 
 func (a *app) exitCode() int {
 	if a.failed {
@@ -134,7 +149,43 @@ func (a *app) command(line string) bool {
 		a.help()
 		return false
 	case "/who":
-		a.request(map[string]any{"type": "members"})
+		a.request(map[string]any{"type": "members", "room": a.room})
+		return false
+	case "/rooms":
+		a.request(map[string]any{"type": "rooms"})
+		return false
+	case "/join", "/switch", "/j":
+		name := strings.ToLower(strings.TrimPrefix(strings.TrimSpace(rest), "#"))
+		switch {
+		case name == "":
+			a.ui.Problem("usage: " + word + " ROOM")
+		case slices.Contains(a.rooms, name):
+			a.switchTo(name)
+		case word == "/switch":
+			a.ui.Problem("not in #" + name + "; /join it first")
+		default:
+			if a.request(map[string]any{"type": "join", "room": name}) {
+				a.waiting, a.waitingRoom = "join", name
+			}
+		}
+		return false
+	case "/leave":
+		name := strings.TrimSpace(rest)
+		if name == "" {
+			name = a.room
+		}
+		a.request(map[string]any{"type": "leave", "room": name})
+		return false
+	case "/msg":
+		to, text, _ := strings.Cut(strings.TrimSpace(rest), " ")
+		if to == "" || strings.TrimSpace(text) == "" {
+			a.ui.Problem("usage: /msg NICK TEXT")
+			return false
+		}
+		a.sendTo(map[string]any{"type": "private", "to": to, "message": text})
+		return false
+	case "/nick":
+		a.request(map[string]any{"type": "nick", "nickname": strings.TrimSpace(rest)})
 		return false
 	case "login":
 		if a.self != 0 {
@@ -157,10 +208,16 @@ func (a *app) command(line string) bool {
 
 func (a *app) help() {
 	for _, l := range []string{
-		"login NAME     log in",
-		"send MESSAGE   send a message (after login, a plain line works too)",
-		"/who           list members",
-		"/quit          leave",
+		"login NAME       log in",
+		"send MESSAGE     send a message to the current room (a plain line works too)",
+		"/join ROOM       join a room (or switch to it if you are in it) and send plain lines there",
+		"/switch ROOM     send plain lines to a room you are in",
+		"/leave [ROOM]    leave the current room (or ROOM)",
+		"/rooms           list rooms",
+		"/who             list the current room's members",
+		"/msg NICK TEXT   private message",
+		"/nick NAME       change your nickname",
+		"/quit            leave the chat",
 	} {
 		a.ui.Show(l)
 	}
@@ -173,7 +230,7 @@ func (a *app) login(nick string) {
 	}
 	if a.request(map[string]any{"type": "login", "nickname": nick, "protocol": 1}) {
 		a.nick = nick
-		a.loginPending = true
+		a.waiting = "login"
 	}
 }
 
@@ -186,9 +243,34 @@ func (a *app) send(text string) {
 	if text == "" {
 		return
 	}
-	if a.request(map[string]any{"type": "broadcast", "message": text}) {
+	a.sendTo(map[string]any{"type": "broadcast", "room": a.room, "message": text})
+}
+
+// sendTo sends a message request whose echo (or refusal) will acknowledge it.
+func (a *app) sendTo(req map[string]any) {
+	if a.self == 0 {
+		a.ui.Problem("not logged in: type 'login NAME' first")
+		a.failed = true
+		return
+	}
+	if a.request(req) {
 		a.unacked++
 	}
+}
+
+// switchTo makes room the one plain lines go to.
+func (a *app) switchTo(room string) {
+	a.room = room
+	a.ui.SetRoom(room)
+	a.ui.Show("* now talking in #" + room)
+}
+
+// where labels a line with its room, unless it is the current one.
+func (a *app) where(room string) string {
+	if room == "" || room == a.room {
+		return ""
+	}
+	return "[#" + room + "] "
 }
 
 // request writes one request object, one per line.
@@ -213,7 +295,7 @@ func (a *app) request(req map[string]any) bool {
 func (a *app) show(m serverMsg) {
 	switch m.Type {
 	case "login":
-		a.loginPending = false
+		a.waiting = ""
 		if m.Status != "ok" {
 			a.ui.Problem("login refused: " + m.Error)
 			a.nick = ""
@@ -221,29 +303,67 @@ func (a *app) show(m serverMsg) {
 			return
 		}
 		a.self, a.nick = m.ID, m.Nickname
-		names := make([]string, 0, len(m.Members))
-		for _, mem := range m.Members {
-			names = append(names, mem.Nickname)
+		a.ui.Show(printable(fmt.Sprintf("* logged in as %s (id %d)", m.Nickname, m.ID)))
+	case "joined":
+		if a.waiting == "join" && a.waitingRoom == m.Room {
+			a.waiting = ""
 		}
-		sort.Strings(names)
-		a.ui.Show(printable(fmt.Sprintf("* logged in as %s (id %d). Here: %s", m.Nickname, m.ID, strings.Join(names, ", "))))
+		a.rooms = append(a.rooms, m.Room)
+		for _, h := range m.History {
+			a.ui.Show(printable(fmt.Sprintf("%s%s %s: %s", a.where(m.Room), clock(h.Time), h.SenderNickname, h.Message)))
+		}
+		a.ui.Show(printable(fmt.Sprintf("* in #%s with %s", m.Room, names(m.Members))))
+		if a.room == "" { // the lobby, at login
+			a.room = m.Room
+			a.ui.SetRoom(m.Room)
+			return
+		}
+		a.switchTo(m.Room)
+	case "left":
+		a.rooms = slices.DeleteFunc(a.rooms, func(r string) bool { return r == m.Room })
+		a.ui.Show("* left #" + m.Room)
+		if a.room == m.Room && len(a.rooms) > 0 {
+			a.switchTo(a.rooms[0])
+		}
 	case "message":
 		if m.SenderID == a.self {
 			a.unacked--
 		}
-		a.ui.Show(printable(fmt.Sprintf("%s %s: %s", clock(m.Time), m.SenderNickname, m.Message)))
-	case "join", "leave", "notice":
-		a.ui.Show(printable(fmt.Sprintf("%s * %s", clock(m.Time), m.Message)))
-	case "members":
-		names := make([]string, 0, len(m.Members))
-		for _, mem := range m.Members {
-			names = append(names, mem.Nickname)
-		}
-		sort.Strings(names)
-		a.ui.Show(printable(fmt.Sprintf("* %d here: %s", len(names), strings.Join(names, ", "))))
-	case "error":
-		if m.Request == "broadcast" {
+		a.ui.Show(printable(fmt.Sprintf("%s%s %s: %s", a.where(m.Room), clock(m.Time), m.SenderNickname, m.Message)))
+	case "private":
+		if m.SenderID == a.self {
 			a.unacked--
+			a.ui.Show(printable(fmt.Sprintf("%s [private to %s] %s: %s", clock(m.Time), m.ToNickname, m.SenderNickname, m.Message)))
+			return
+		}
+		a.ui.Show(printable(fmt.Sprintf("%s [private] %s: %s", clock(m.Time), m.SenderNickname, m.Message)))
+	case "join", "leave", "notice", "rename":
+		a.ui.Show(printable(fmt.Sprintf("%s%s * %s", a.where(m.Room), clock(m.Time), m.Message)))
+	case "nick":
+		a.nick = m.Nickname
+		a.ui.Show(printable("* you are now " + m.Nickname))
+	case "members":
+		a.ui.Show(printable(fmt.Sprintf("* %d in #%s: %s", len(m.Members), m.Room, names(m.Members))))
+	case "rooms":
+		for _, r := range m.Rooms {
+			mark := " "
+			if r.Joined {
+				mark = "*"
+			}
+			a.ui.Show(printable(fmt.Sprintf("%s #%s (%d)", mark, r.Room, r.Members)))
+		}
+	case "history":
+		for _, h := range m.Messages {
+			a.ui.Show(printable(fmt.Sprintf("%s%s %s: %s", a.where(m.Room), clock(h.Time), h.SenderNickname, h.Message)))
+		}
+	case "typing":
+		// A terminal has nowhere quiet to show it.
+	case "error":
+		if m.Request == "broadcast" || m.Request == "private" {
+			a.unacked--
+		}
+		if m.Request == a.waiting {
+			a.waiting = ""
 		}
 		a.failed = true
 		a.ui.Problem(printable("refused: " + m.Error))
@@ -252,6 +372,15 @@ func (a *app) show(m serverMsg) {
 			a.ui.Show(printable(fmt.Sprintf("%s: %s", m.SenderNickname, m.Message)))
 		}
 	}
+}
+
+func names(ms []member) string {
+	out := make([]string, len(ms))
+	for i, m := range ms {
+		out[i] = m.Nickname
+	}
+	sort.Strings(out)
+	return strings.Join(out, ", ")
 }
 
 // clock shows an event time in the user's local zone.

@@ -163,7 +163,7 @@ func TestScriptShowsOthersAndFailsOnRefusal(t *testing.T) {
 	bob.awaitMessage("done")
 	inW.Close()
 	r := <-done
-	if !strings.Contains(r.out, "bob: hi carol") || !strings.Contains(r.out, "2 here: bob, carol") {
+	if !strings.Contains(r.out, "bob: hi carol") || !strings.Contains(r.out, "2 in #lobby: bob, carol") {
 		t.Fatalf("output:\n%s", r.out)
 	}
 	if !strings.Contains(r.errOut, "already logged in") {
@@ -183,5 +183,35 @@ func TestPrintableNeutralisesTerminalEscapes(t *testing.T) {
 	got := printable("a\x1b[2Jb\nc\u202e")
 	if strings.ContainsAny(got, "\x1b\u202e") || !strings.Contains(got, "\\u001b") || !strings.Contains(got, "\n    c") {
 		t.Fatalf("printable = %q", got)
+	}
+}
+
+func TestScriptRoomsAndPrivateMessages(t *testing.T) {
+	addr := startServer(t)
+	bob := dialPeer(t, addr, "bob")
+	bob.write(map[string]any{"type": "join", "room": "go"})
+	for m := bob.next(); m.Type != "joined"; m = bob.next() {
+	}
+
+	script := "login dora\n/join #go\nin go\n/msg bob psst\n/switch lobby\nin lobby\n/rooms\n/nick dorothy\nas dorothy\n"
+	out, errOut, code := runPiped(t, addr, strings.NewReader(script))
+	if code != 0 {
+		t.Fatalf("exit %d, stderr %q\n%s", code, errOut, out)
+	}
+	for _, want := range []string{"* in #go with bob, dora", "[private to bob] dora: psst", "* now talking in #lobby",
+		"[#go] ", "* #go (2)", "* you are now dorothy", "dorothy: as dorothy"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	got := map[string]string{}
+	for len(got) < 3 {
+		m := bob.next()
+		if m.Type == "message" || m.Type == "private" {
+			got[m.Message] = m.Type + " " + m.Room
+		}
+	}
+	if got["in go"] != "message go" || got["psst"] != "private " || got["in lobby"] != "message lobby" {
+		t.Fatalf("bob got %v", got)
 	}
 }

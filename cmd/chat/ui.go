@@ -23,6 +23,8 @@ type ui interface {
 	Problem(line string)
 	// Interactive reports whether a person is typing.
 	Interactive() bool
+	// SetRoom shows which room plain lines go to.
+	SetRoom(room string)
 }
 
 // scriptUI reads commands from a pipe or file and writes plain lines.
@@ -49,6 +51,7 @@ func (u *scriptUI) Lines() <-chan string { return u.lines }
 func (u *scriptUI) Show(line string)     { fmt.Fprintln(u.out, line) }
 func (u *scriptUI) Problem(line string)  { fmt.Fprintln(u.errOut, line) }
 func (u *scriptUI) Interactive() bool    { return false }
+func (u *scriptUI) SetRoom(string)       {}
 
 // terminalUI edits the input line in place (history, cursor keys) and
 // redraws it below every incoming message, so typing is never garbled.
@@ -103,6 +106,7 @@ func (u *terminalUI) Lines() <-chan string { return u.lines }
 func (u *terminalUI) Show(line string)     { fmt.Fprintln(u.t, line) }
 func (u *terminalUI) Problem(line string)  { fmt.Fprintln(u.t, "! "+line) }
 func (u *terminalUI) Interactive() bool    { return true }
+func (u *terminalUI) SetRoom(room string)  { u.t.SetPrompt("#" + room + "> ") }
 
 // printable makes text from the network safe for a terminal: control
 // characters (which could move the cursor, recolour or retitle the terminal)

@@ -35,7 +35,13 @@ type Config struct {
 	HTTPAddr        string
 	ShutdownTimeout time.Duration
 	MaxMessageBytes int
-	AllowedOrigins  []string
+	// HistoryOnJoin is how many recent messages a member gets on joining a
+	// room (0: 100; negative: none).
+	HistoryOnJoin int
+	// HistoryRetain is how many messages each room keeps for scrolling back
+	// (0: 1000).
+	HistoryRetain  int
+	AllowedOrigins []string
 	// MaxRequestBytes bounds one request on either front (0: 64 KiB).
 	MaxRequestBytes int
 	// PingInterval for WebSocket keepalive (0: 30s).
@@ -93,7 +99,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	met := metrics.New(reg, func() int { return m.Hub.Len() })
-	m.Hub, err = hub.New(hub.Options{Logger: m.log, MaxMessageBytes: m.cfg.MaxMessageBytes, Observer: met})
+	m.Hub, err = hub.New(hub.Options{Logger: m.log, MaxMessageBytes: m.cfg.MaxMessageBytes, Observer: met,
+		HistoryOnJoin: m.cfg.HistoryOnJoin, History: &hub.MemoryHistory{Retain: m.cfg.HistoryRetain}})
 	if err != nil {
 		return err
 	}

@@ -23,6 +23,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -373,7 +374,9 @@ func (s *Session) readLoop(ctx context.Context) hub.Disconnect {
 			switch {
 			case errors.As(err, &d):
 				return d
-			case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
+			case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), errors.Is(err, syscall.ECONNRESET):
+				// A reset is how a client that closes with unread data
+				// leaves; to the room it is a plain leave.
 				return hub.DisconnectLeft
 			}
 			s.log.Debug("read failed", "id", s.self.ID, "err", err)

@@ -1,5 +1,8 @@
-// Package hub owns the chat room: who is in it, which id each member has, and
-// the one order in which every member sees the room's events. It knows nothing
+// Package hub owns the chat: who is logged in, which id each member has,
+// which rooms exist and who is in each, and the one order in which every
+// member of a room sees that room's events. Everyone starts in the room
+// "lobby"; members may join other rooms, send private messages and change
+// nicknames. Rooms keep recent messages in a History. The hub knows nothing
 // of TCP, HTTP, WebSocket or JSON; the fronts (tcpfront, webfront) adapt
 // connections to it through the small Subscriber interface, and package
 // hub/session is the shared connection state machine they both use.
@@ -10,28 +13,38 @@
 //
 //   - Goroutines. The hub starts none. Every call into it runs on the
 //     goroutine of the connection that made it: a member's reader goroutine
-//     calls Join, Publish and Leave. Fan-out happens synchronously inside
-//     Publish, on the publisher's goroutine.
+//     calls Login, Publish, JoinRoom, Logout and the rest. Fan-out happens
+//     synchronously inside Publish, on the publisher's goroutine.
 //
-//   - Ordering. Every event (message, join, leave, notice) goes through the
-//     Broker. The broker is the single sequencer: it stamps Seq and Time and
-//     calls the hub's fan-out for one event at a time, so every member's queue
-//     receives the room's events in the same order. MemoryBroker does this
-//     under its own mutex; a networked broker (NATS, for several chatd nodes)
-//     would do it from its single subscription goroutine. The fronts never see
-//     the broker.
+//   - Ordering. Every event (message, join, leave, rename, private message,
+//     typing, notice) goes through the Broker. The broker is the single
+//     sequencer: it stamps each room event with the room's next Seq, stamps
+//     Time, and calls the hub's fan-out for one event at a time, so every
+//     member of a room receives that room's events in the same order.
+//     MemoryBroker does this under its own mutex; a networked broker (NATS,
+//     for several chatd nodes) would do it from its single subscription
+//     goroutine. The fronts never see the broker.
 //
-//   - Locks. Hub.mu (an RWMutex) guards the member table: the slice used for
-//     fan-out and the id and nickname indexes. Join and Leave take it for
-//     writing; fan-out takes it for reading. The lock order is
-//     MemoryBroker.mu → Hub.mu → the subscriber's own queue lock, and nothing
-//     ever takes them the other way round. No lock is held during socket I/O
-//     anywhere: Subscriber.Deliver only appends to a queue.
+//   - History without gaps. Fan-out appends each message to History while
+//     holding Hub.mu for reading; JoinRoom (and Login, for the lobby) holds
+//     Hub.mu for writing while it registers the member and snapshots the
+//     room's history into the KindJoined event it delivers. So a joiner's
+//     history ends exactly where its live events begin.
+//
+//   - Locks. Hub.mu (an RWMutex) guards the member tables (by id, by
+//     nickname), the rooms and each room's member slice. Login, Logout,
+//     JoinRoom, LeaveRoom and Rename take it for writing; fan-out and lookups
+//     for reading. MemoryHistory has its own mutex, taken under Hub.mu. The
+//     lock order is MemoryBroker.mu → Hub.mu → (MemoryHistory.mu | the
+//     subscriber's own queue lock), and nothing ever takes them the other way
+//     round: the hub publishes announcements only after releasing Hub.mu. No
+//     lock is held during socket I/O anywhere: Subscriber.Deliver only
+//     appends to a queue.
 //
 //   - Slow clients. Subscriber.Deliver must never block. A subscriber whose
 //     bounded queue (count and bytes) is full cuts itself off: it marks itself
 //     disconnected with a Disconnect reason, its writer goroutine writes the
-//     reason and closes the socket, and its reader goroutine then calls Leave,
+//     reason and closes the socket, and its reader goroutine then calls Logout,
 //     which announces the leave to everyone else. The hub and every other member
 //     never wait for it. hub/session implements exactly this.
 //

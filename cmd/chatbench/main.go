@@ -1,0 +1,463 @@
+// Command chatbench is the project's load tool. It opens N clients to a
+// chatd over TCP or WebSocket (or a mix), logs them into the lobby, has S of
+// them send for a duration (at a total rate, or as fast as a cap on messages
+// in flight allows), and reports connect and login time, deliveries per
+// second (messages received, summed over clients), end-to-end latency (the
+// send time travels in the message; sender and receivers share this
+// process's clock), messages lost or out of order, and, given the server's
+// pid, its RSS per idle connection and its CPU per delivery next to the load
+// tool's own. It prints a table for people and one JSON line for tools.
+//
+// Traffic goes only to the addresses given (loopback), is bounded by
+// -duration and stops by itself. See README for the scenarios.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+type config struct {
+	tcpAddr, wsURL string
+	clients        int
+	wsClients      int
+	senders        int
+	original       bool
+	rate           float64
+	inflight       int
+	duration       time.Duration
+	size           int
+	pid            int
+	sources        int
+	settle         time.Duration
+}
+
+func main() {
+	var cfg config
+	flag.StringVar(&cfg.tcpAddr, "tcp", "127.0.0.1:8000", "chatd TCP address")
+	flag.StringVar(&cfg.wsURL, "ws", "ws://127.0.0.1:8080/ws", "chatd WebSocket URL")
+	flag.IntVar(&cfg.clients, "clients", 100, "clients to connect")
+	flag.IntVar(&cfg.wsClients, "ws-clients", 0, "how many of the clients use WebSocket (the rest TCP); -1: all")
+	flag.IntVar(&cfg.senders, "senders", 10, "clients that send (0: idle run: connect, measure memory, check one delivery reaches all)")
+	flag.BoolVar(&cfg.original, "original", false, "speak the original protocol (one object per write, no echo) instead of the extended one")
+	flag.Float64Var(&cfg.rate, "rate", 0, "total messages per second over all senders (0: as fast as -inflight allows)")
+	flag.IntVar(&cfg.inflight, "inflight", 256, "max rate: how far (in messages) the slowest client may fall behind before senders wait; keep it below chatd's -queue-messages")
+	flag.DurationVar(&cfg.duration, "duration", 10*time.Second, "how long senders send")
+	flag.IntVar(&cfg.size, "size", 64, "message text size in bytes")
+	flag.IntVar(&cfg.pid, "pid", 0, "chatd's pid, to report its RSS and CPU")
+	flag.IntVar(&cfg.sources, "sources", 1, "loopback source addresses to spread connections over (127.0.0.1 .. 127.0.0.N)")
+	flag.DurationVar(&cfg.settle, "settle", time.Second, "idle time that counts as settled after connecting")
+	flag.Parse()
+	if cfg.wsClients < 0 || cfg.wsClients > cfg.clients {
+		cfg.wsClients = cfg.clients
+	}
+	if cfg.senders > cfg.clients {
+		fmt.Fprintln(os.Stderr, "chatbench: -senders must not exceed -clients")
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	res, err := run(ctx, cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "chatbench:", err)
+		os.Exit(1)
+	}
+	res.print(os.Stdout)
+}
+
+// client is one connection and what its reader saw.
+type client struct {
+	id       int
+	w        wire
+	objects  atomic.Int64 // every object received
+	got      atomic.Int64 // benchmark messages received
+	disorder atomic.Int64
+	hist     histogram // owned by the reader goroutine until it ends
+	lastSeq  []int     // per sender; owned by the reader goroutine
+}
+
+type sender struct {
+	c    *client
+	sent atomic.Int64
+}
+
+// pacer holds senders back in max-rate runs while the slowest client is
+// more than limit messages behind, so that the run measures throughput
+// rather than how fast slow clients get dropped.
+type pacer struct {
+	limit   int64
+	clients []*client
+	senders []*sender
+	orig    bool
+}
+
+// lag computes how many messages the slowest client is behind.
+func (p *pacer) lag() int64 {
+	var sent int64
+	for _, s := range p.senders {
+		sent += s.sent.Load()
+	}
+	var worst int64
+	for i, c := range p.clients {
+		expected := sent
+		if p.orig && i < len(p.senders) {
+			expected -= p.senders[i].sent.Load() // no echo of its own
+		}
+		worst = max(worst, expected-c.got.Load())
+	}
+	return worst
+}
+
+// wait blocks while the slowest client is too far behind. Each sender
+// checks for itself (every 8 messages, or every time while held back): a
+// separate pacing goroutine would itself be starved of CPU under load.
+func (p *pacer) wait(ctx context.Context, n int) bool {
+	if n%8 != 0 {
+		return true
+	}
+	for p.lag() >= p.limit {
+		select {
+		case <-time.After(50 * time.Microsecond):
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return true
+}
+
+func run(ctx context.Context, cfg config) (res *result, err error) {
+	res = &result{Config: cfg.describe()}
+	var before procStat
+	if cfg.pid > 0 {
+		var err error
+		if before, err = readProc(cfg.pid); err != nil {
+			return nil, err
+		}
+		res.ServerRSSBefore = before.rss
+	}
+
+	// Connect and log in, 64 at a time.
+	clients := make([]*client, cfg.clients)
+	closeAll := func() {
+		for _, c := range clients {
+			if c != nil {
+				c.w.close()
+			}
+		}
+	}
+	start := time.Now()
+	var connectErr atomic.Value
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 64)
+	for i := range clients {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			ws := i >= cfg.clients-cfg.wsClients
+			w, err := dial(ctx, cfg, i, ws)
+			if err == nil {
+				err = login(w, fmt.Sprintf("bench%d", i), cfg.original)
+			}
+			if err != nil {
+				connectErr.CompareAndSwap(nil, fmt.Errorf("client %d: %w", i, err))
+				return
+			}
+			clients[i] = &client{id: i, w: w, lastSeq: make([]int, cfg.senders)}
+		})
+	}
+	wg.Wait()
+	res.ConnectSeconds = time.Since(start).Seconds()
+	if err, _ := connectErr.Load().(error); err != nil {
+		closeAll()
+		return nil, err
+	}
+
+	senders := make([]*sender, cfg.senders)
+	for i := range senders {
+		senders[i] = &sender{c: clients[i]}
+	}
+	var readers sync.WaitGroup
+	for _, c := range clients {
+		readers.Go(c.read)
+	}
+	// Closing the connections ends the readers; only then are their
+	// histograms ours to merge.
+	defer func() {
+		closeAll()
+		readers.Wait()
+		var h histogram
+		for _, c := range clients {
+			h.merge(&c.hist)
+		}
+		if h.n > 0 {
+			res.P50MS, res.P99MS, res.MaxMS = ms(h.quantile(0.50)), ms(h.quantile(0.99)), ms(h.max)
+		}
+	}()
+
+	// Let the join announcements settle before measuring.
+	waitQuiet(ctx, clients, cfg.settle)
+	if cfg.pid > 0 {
+		idle, err := readProc(cfg.pid)
+		if err != nil {
+			return nil, err
+		}
+		res.ServerRSSIdle = idle.rss
+		res.BytesPerConn = (idle.rss - before.rss) / int64(cfg.clients)
+	}
+
+	if cfg.senders == 0 {
+		return res, probe(ctx, clients, cfg, res)
+	}
+	return res, load(ctx, clients, senders, cfg, res)
+}
+
+// read consumes the server's objects, recording benchmark messages.
+func (c *client) read() {
+	for {
+		obj, err := c.w.next()
+		if err != nil {
+			return
+		}
+		c.objects.Add(1)
+		s, seq, sent, ok := parsePayload(obj)
+		if !ok || s >= len(c.lastSeq) {
+			continue
+		}
+		c.hist.record(time.Duration(time.Now().UnixNano() - sent))
+		if seq != c.lastSeq[s]+1 {
+			c.disorder.Add(1)
+		}
+		c.lastSeq[s] = seq
+		c.got.Add(1)
+	}
+}
+
+// waitQuiet waits until no client has received anything for quiet (at most
+// a minute): the join announcements of a large connect take a while.
+func waitQuiet(ctx context.Context, clients []*client, quiet time.Duration) {
+	total := func() (n int64) {
+		for _, c := range clients {
+			n += c.objects.Load()
+		}
+		return n
+	}
+	deadline := time.Now().Add(time.Minute)
+	last, since := total(), time.Now()
+	for time.Since(since) < quiet && time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(quiet / 10)
+		if n := total(); n != last {
+			last, since = n, time.Now()
+		}
+	}
+}
+
+// probe checks that one message reaches every client.
+func probe(ctx context.Context, clients []*client, cfg config, res *result) error {
+	msg := request(nil, cfg.original, payload(nil, 0, 1, time.Now(), cfg.size))
+	// Client 0 sends as "sender 0"; every client tracks one sender.
+	for _, c := range clients {
+		c.lastSeq = make([]int, 1)
+	}
+	start := time.Now()
+	if err := clients[0].w.write(msg); err != nil {
+		return err
+	}
+	want := int64(len(clients))
+	if cfg.original {
+		want-- // no echo to the sender
+	}
+	for time.Since(start) < 30*time.Second && ctx.Err() == nil {
+		if reached := count(clients, func(c *client) int64 { return c.got.Load() }); reached >= want {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	res.ProbeReached = count(clients, func(c *client) int64 { return c.got.Load() })
+	res.ProbeWanted = want
+	res.ProbeSeconds = time.Since(start).Seconds()
+	return nil
+}
+
+func count(clients []*client, f func(*client) int64) (n int64) {
+	for _, c := range clients {
+		n += f(c)
+	}
+	return n
+}
+
+// request frames a broadcast as the chosen protocol's client would.
+func request(dst []byte, original bool, text []byte) []byte {
+	if original {
+		dst = append(dst, `{"type": "broadcast", "message": "`...)
+		dst = append(dst, text...)
+		return append(dst, `"}`...)
+	}
+	dst = append(dst, `{"type":"broadcast","message":"`...)
+	dst = append(dst, text...)
+	return append(dst, "\"}\n"...)
+}
+
+// load runs the senders for the duration and measures.
+func load(ctx context.Context, clients []*client, senders []*sender, cfg config, res *result) error {
+	ctx, cancel := context.WithTimeout(ctx, cfg.duration)
+	defer cancel()
+	var serverStart procStat
+	if cfg.pid > 0 {
+		serverStart, _ = readProc(cfg.pid)
+	}
+	p := &pacer{limit: int64(max(cfg.inflight, 8)), clients: clients, senders: senders, orig: cfg.original}
+	selfStart := selfCPU()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i, s := range senders {
+		wg.Go(func() { s.run(ctx, cfg, p, i, len(senders)) })
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	deliveredInWindow := count(clients, func(c *client) int64 { return c.got.Load() })
+
+	// Drain: wait (at most 10 s) for what was sent to arrive.
+	var sent int64
+	for _, s := range senders {
+		sent += s.sent.Load()
+	}
+	perMessage := int64(len(clients))
+	if cfg.original {
+		perMessage--
+	}
+	expected := sent * perMessage
+	drainStart := time.Now()
+	for count(clients, func(c *client) int64 { return c.got.Load() }) < expected && time.Since(drainStart) < 10*time.Second {
+		time.Sleep(5 * time.Millisecond)
+	}
+	total := time.Since(start)
+	delivered := count(clients, func(c *client) int64 { return c.got.Load() })
+	if cfg.pid > 0 {
+		end, err := readProc(cfg.pid)
+		if err != nil {
+			return err
+		}
+		res.ServerCPUSeconds = (end.cpu - serverStart.cpu).Seconds()
+		res.ServerRSSEnd = end.rss
+	}
+	res.ToolCPUSeconds = (selfCPU() - selfStart).Seconds()
+	res.Sent = sent
+	res.Expected = expected
+	res.Delivered = delivered
+	res.Lost = expected - delivered
+	res.OutOfOrder = count(clients, func(c *client) int64 { return c.disorder.Load() })
+	res.DeliveriesPerSec = float64(deliveredInWindow) / elapsed.Seconds()
+	res.WindowSeconds = total.Seconds()
+	if delivered > 0 {
+		res.ServerCPUPerDeliveryUS = res.ServerCPUSeconds / float64(delivered) * 1e6
+		res.ToolCPUPerDeliveryUS = res.ToolCPUSeconds / float64(delivered) * 1e6
+	}
+	return nil
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// run sends until ctx ends: at the configured total rate, or as fast as the
+// in-flight cap allows.
+func (s *sender) run(ctx context.Context, cfg config, p *pacer, index, count int) {
+	var buf, text []byte
+	var interval time.Duration
+	if cfg.rate > 0 {
+		interval = time.Duration(float64(time.Second) * float64(count) / cfg.rate)
+	}
+	start := time.Now()
+	for seq := 1; ctx.Err() == nil; seq++ {
+		if interval > 0 {
+			if wait := time.Until(start.Add(time.Duration(seq-1) * interval)); wait > 0 {
+				select {
+				case <-time.After(wait):
+				case <-ctx.Done():
+					return
+				}
+			}
+		} else if !p.wait(ctx, seq) {
+			return
+		}
+		text = payload(text[:0], index, seq, time.Now(), cfg.size)
+		buf = request(buf[:0], cfg.original, text)
+		if err := s.c.w.write(buf); err != nil {
+			return
+		}
+		s.sent.Add(1)
+	}
+}
+
+// result is what a run reports.
+type result struct {
+	Config                 string  `json:"config"`
+	ConnectSeconds         float64 `json:"connect_login_seconds"`
+	ServerRSSBefore        int64   `json:"server_rss_before,omitempty"`
+	ServerRSSIdle          int64   `json:"server_rss_connected,omitempty"`
+	BytesPerConn           int64   `json:"server_bytes_per_conn,omitempty"`
+	ProbeWanted            int64   `json:"probe_wanted,omitempty"`
+	ProbeReached           int64   `json:"probe_reached,omitempty"`
+	ProbeSeconds           float64 `json:"probe_seconds,omitempty"`
+	Sent                   int64   `json:"sent,omitempty"`
+	Expected               int64   `json:"expected,omitempty"`
+	Delivered              int64   `json:"delivered,omitempty"`
+	Lost                   int64   `json:"lost"`
+	OutOfOrder             int64   `json:"out_of_order"`
+	DeliveriesPerSec       float64 `json:"deliveries_per_sec,omitempty"`
+	WindowSeconds          float64 `json:"window_seconds,omitempty"`
+	P50MS                  float64 `json:"p50_ms,omitempty"`
+	P99MS                  float64 `json:"p99_ms,omitempty"`
+	MaxMS                  float64 `json:"max_ms,omitempty"`
+	ServerCPUSeconds       float64 `json:"server_cpu_seconds,omitempty"`
+	ServerCPUPerDeliveryUS float64 `json:"server_cpu_us_per_delivery,omitempty"`
+	ServerRSSEnd           int64   `json:"server_rss_end,omitempty"`
+	ToolCPUSeconds         float64 `json:"tool_cpu_seconds,omitempty"`
+	ToolCPUPerDeliveryUS   float64 `json:"tool_cpu_us_per_delivery,omitempty"`
+}
+
+func (c config) describe() string {
+	proto := "extended"
+	if c.original {
+		proto = "original"
+	}
+	rate := "max"
+	if c.rate > 0 {
+		rate = fmt.Sprintf("%.0f/s", c.rate)
+	}
+	return fmt.Sprintf("%d clients (%d ws), %d senders, %s protocol, rate %s, %s, %d-byte messages",
+		c.clients, c.wsClients, c.senders, proto, rate, c.duration, c.size)
+}
+
+func (r *result) print(w io.Writer) {
+	fmt.Fprintf(w, "%-30s %s\n", "scenario", r.Config)
+	fmt.Fprintf(w, "%-30s %.2f s\n", "connect + login", r.ConnectSeconds)
+	if r.BytesPerConn != 0 {
+		fmt.Fprintf(w, "%-30s %.1f MiB -> %.1f MiB (%.1f KiB per connection)\n", "server RSS idle",
+			mib(r.ServerRSSBefore), mib(r.ServerRSSIdle), float64(r.BytesPerConn)/1024)
+	}
+	if r.ProbeWanted != 0 {
+		fmt.Fprintf(w, "%-30s %d of %d clients in %.3f s\n", "one message reached", r.ProbeReached, r.ProbeWanted, r.ProbeSeconds)
+	}
+	if r.Sent != 0 {
+		fmt.Fprintf(w, "%-30s %d sent, %d delivered of %d, %d lost, %d out of order\n", "messages", r.Sent, r.Delivered, r.Expected, r.Lost, r.OutOfOrder)
+		fmt.Fprintf(w, "%-30s %.0f\n", "deliveries/s", r.DeliveriesPerSec)
+		fmt.Fprintf(w, "%-30s p50 %.2f ms, p99 %.2f ms, max %.2f ms\n", "latency", r.P50MS, r.P99MS, r.MaxMS)
+		fmt.Fprintf(w, "%-30s server %.2f s (%.3f us/delivery), load tool %.2f s (%.3f us/delivery)\n", "CPU",
+			r.ServerCPUSeconds, r.ServerCPUPerDeliveryUS, r.ToolCPUSeconds, r.ToolCPUPerDeliveryUS)
+		if r.ToolCPUSeconds > r.ServerCPUSeconds && r.ServerCPUSeconds > 0 {
+			fmt.Fprintf(w, "%-30s the load tool used more CPU than the server: it may be the bottleneck\n", "note")
+		}
+	}
+	line, _ := json.Marshal(r)
+	fmt.Fprintf(w, "%s\n", line)
+}
+
+func mib(b int64) float64 { return float64(b) / (1 << 20) }

@@ -57,6 +57,8 @@ const (
 	DefaultMaxRooms = 500
 	// DefaultMaxRoomsPerMember is Options.MaxRoomsPerMember's default.
 	DefaultMaxRoomsPerMember = 50
+	// DefaultAnnounceLimit is Options.AnnounceLimit's default.
+	DefaultAnnounceLimit = 1000
 )
 
 // Options configure a Hub. The zero value of every field is a documented
@@ -75,6 +77,12 @@ type Options struct {
 	// MaxRoomsPerMember bounds the rooms one member is in. Default
 	// DefaultMaxRoomsPerMember.
 	MaxRoomsPerMember int
+	// AnnounceLimit is the room size above which joins and leaves are no
+	// longer announced: in a room of N members every join costs N
+	// deliveries, so N people arriving cost N² (12.5 million for 5000), and
+	// nobody reads that scroll. Members still get the list in "joined" and
+	// by request. Default DefaultAnnounceLimit; negative: always announce.
+	AnnounceLimit int
 	// Logger receives lifecycle logs. Default: discard.
 	Logger *slog.Logger
 	// MaxMessageBytes is the longest message text in UTF-8 bytes.
@@ -129,6 +137,9 @@ func New(opts Options) (*Hub, error) {
 	}
 	if opts.MaxRoomsPerMember <= 0 {
 		opts.MaxRoomsPerMember = DefaultMaxRoomsPerMember
+	}
+	if opts.AnnounceLimit == 0 {
+		opts.AnnounceLimit = DefaultAnnounceLimit
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -221,11 +232,15 @@ func (h *Hub) Login(ctx context.Context, nickname string, sub Subscriber) (Ident
 	h.byNick[key] = m
 	// Delivered under the lock so nothing published can overtake them.
 	sub.Deliver(&Event{Kind: KindWelcome, From: System, Subject: m.Identity})
-	h.enterLocked(m, h.roomLocked(Lobby))
+	lobby := h.roomLocked(Lobby)
+	h.enterLocked(m, lobby)
+	announce := h.announcedLocked(lobby)
 	h.mu.Unlock()
 
 	h.log.Info("member joined", "id", m.ID, "nickname", nick)
-	h.publish(ctx, &Event{Kind: KindJoin, Room: Lobby, From: System, Subject: m.Identity})
+	if announce {
+		h.publish(ctx, &Event{Kind: KindJoin, Room: Lobby, From: System, Subject: m.Identity})
+	}
 	return m.Identity, nil
 }
 
@@ -254,11 +269,14 @@ func (h *Hub) JoinRoom(ctx context.Context, id int64, name string) (string, erro
 		h.mu.Unlock()
 		return "", fmt.Errorf("%w: the server has %d", ErrTooManyRooms, h.opts.MaxRooms)
 	}
-	h.enterLocked(m, h.roomLocked(name))
-	who := m.Identity
+	r := h.roomLocked(name)
+	h.enterLocked(m, r)
+	who, announce := m.Identity, h.announcedLocked(r)
 	h.mu.Unlock()
 
-	h.publish(ctx, &Event{Kind: KindJoin, Room: name, From: System, Subject: who})
+	if announce {
+		h.publish(ctx, &Event{Kind: KindJoin, Room: name, From: System, Subject: who})
+	}
 	return name, nil
 }
 
@@ -280,10 +298,12 @@ func (h *Hub) LeaveRoom(ctx context.Context, id int64, name string) (string, err
 		return "", ErrNotInRoom
 	}
 	m.sub.Deliver(&Event{Kind: KindLeft, Room: name, From: System, Subject: m.Identity})
-	who := m.Identity
+	who, announce := m.Identity, h.announcedLocked(h.rooms[name])
 	h.mu.Unlock()
 
-	h.publish(ctx, &Event{Kind: KindLeave, Room: name, From: System, Subject: who, Reason: DisconnectLeft.Reason})
+	if announce {
+		h.publish(ctx, &Event{Kind: KindLeave, Room: name, From: System, Subject: who, Reason: DisconnectLeft.Reason})
+	}
 	return name, nil
 }
 
@@ -297,9 +317,12 @@ func (h *Hub) Logout(ctx context.Context, id int64, reason string) {
 		h.mu.Unlock()
 		return
 	}
-	rooms := slices.Clone(m.rooms)
-	for _, name := range rooms {
+	var rooms []string // those to announce the leave in
+	for _, name := range slices.Clone(m.rooms) {
 		h.exitLocked(m, name)
+		if h.announcedLocked(h.rooms[name]) {
+			rooms = append(rooms, name)
+		}
 	}
 	delete(h.byID, id)
 	delete(h.byNick, foldNickname(m.Nickname))
@@ -496,6 +519,11 @@ func (h *Hub) inRoom(id int64, roomName string) (Identity, string, error) {
 		return Identity{}, "", fmt.Errorf("%w: %s", ErrNotInRoom, name)
 	}
 	return m.Identity, name, nil
+}
+
+// announcedLocked reports whether joins and leaves are announced in r.
+func (h *Hub) announcedLocked(r *room) bool {
+	return h.opts.AnnounceLimit < 0 || len(r.members) <= h.opts.AnnounceLimit
 }
 
 // roomLocked returns the named room, creating it.

@@ -36,6 +36,7 @@ func newFrameReader(r io.Reader, max int) *frameReader {
 
 // Next returns the next frame, valid until the following call.
 func (f *frameReader) Next() ([]byte, error) {
+	f.release()
 	for {
 		if frame, ok := f.scanFrame(); ok {
 			if len(frame) > f.max {
@@ -131,4 +132,13 @@ func (f *frameReader) take() []byte {
 	f.start = f.scan
 	f.depth, f.inString, f.escaped, f.junk = 0, false, false, false
 	return frame
+}
+
+// release drops a buffer that a large request grew, once it is empty, so an
+// idle connection keeps only a small one. Call it only after the last frame
+// has been used.
+func (f *frameReader) release() {
+	if f.start == f.end && len(f.buf) > 4096 {
+		f.buf, f.start, f.scan, f.end = nil, 0, 0, 0
+	}
 }

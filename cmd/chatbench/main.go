@@ -156,7 +156,7 @@ func run(ctx context.Context, cfg config) (res *result, err error) {
 	}
 	start := time.Now()
 	var connectErr atomic.Value
-	var wg sync.WaitGroup
+	var wg, readers sync.WaitGroup
 	sem := make(chan struct{}, 64)
 	for i := range clients {
 		sem <- struct{}{}
@@ -171,23 +171,24 @@ func run(ctx context.Context, cfg config) (res *result, err error) {
 				connectErr.CompareAndSwap(nil, fmt.Errorf("client %d: %w", i, err))
 				return
 			}
-			clients[i] = &client{id: i, w: w, lastSeq: make([]int, cfg.senders)}
+			c := &client{id: i, w: w, lastSeq: make([]int, max(cfg.senders, 1))}
+			clients[i] = c
+			// Read from the start: the joins of later clients are announced
+			// to this one, and a client that does not read gets dropped.
+			readers.Go(c.read)
 		})
 	}
 	wg.Wait()
 	res.ConnectSeconds = time.Since(start).Seconds()
 	if err, _ := connectErr.Load().(error); err != nil {
 		closeAll()
+		readers.Wait()
 		return nil, err
 	}
 
 	senders := make([]*sender, cfg.senders)
 	for i := range senders {
 		senders[i] = &sender{c: clients[i]}
-	}
-	var readers sync.WaitGroup
-	for _, c := range clients {
-		readers.Go(c.read)
 	}
 	// Closing the connections ends the readers; only then are their
 	// histograms ours to merge.
@@ -263,10 +264,7 @@ func waitQuiet(ctx context.Context, clients []*client, quiet time.Duration) {
 // probe checks that one message reaches every client.
 func probe(ctx context.Context, clients []*client, cfg config, res *result) error {
 	msg := request(nil, cfg.original, payload(nil, 0, 1, time.Now(), cfg.size))
-	// Client 0 sends as "sender 0"; every client tracks one sender.
-	for _, c := range clients {
-		c.lastSeq = make([]int, 1)
-	}
+	// Client 0 sends as "sender 0"; every client tracks at least one sender.
 	start := time.Now()
 	if err := clients[0].w.write(msg); err != nil {
 		return err

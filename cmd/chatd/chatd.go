@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync/atomic"
 	"time"
 
@@ -53,6 +54,8 @@ type Config struct {
 	Session session.Options
 	// Admission limits connections (total, per IP, per-IP rate).
 	Admission admission.Options
+	// DebugAddr, if set, serves pprof profiles there.
+	DebugAddr string
 	Logger    *slog.Logger
 }
 
@@ -69,6 +72,7 @@ type Main struct {
 	http      *http.Server
 
 	tcpLn, httpLn net.Listener
+	debug         *http.Server
 	errc          chan error
 	ready         atomic.Bool
 }
@@ -147,6 +151,18 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			m.errc <- fmt.Errorf("http front: %w", err)
 		}
 	}()
+	if m.cfg.DebugAddr != "" {
+		mux := http.NewServeMux()
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		m.debug = &http.Server{Addr: m.cfg.DebugAddr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := m.debug.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				m.log.Error("debug server", "err", err)
+			}
+		}()
+	}
 	m.ready.Store(true)
 	return nil
 }
@@ -173,6 +189,9 @@ func (m *Main) Close(ctx context.Context) error {
 	// not hijacked WebSockets: the web front closes those itself.
 	if err := m.http.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+	}
+	if m.debug != nil {
+		_ = m.debug.Close()
 	}
 	done := make(chan error, 2)
 	go func() { done <- m.TCP.Shutdown(ctx) }()

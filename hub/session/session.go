@@ -174,6 +174,8 @@ type Session struct {
 	refusals *rate.Limiter
 	loggedIn atomic.Bool // joined, for the login timer
 
+	notBefore time.Time // original protocol: no write before this; owned by the writer
+
 	mu       sync.Mutex // guards the fields below; a leaf lock
 	items    []item
 	bytes    int
@@ -181,10 +183,12 @@ type Session struct {
 	selfID   int64 // set by the welcome event
 	closing  *hub.Disconnect
 
-	wake       chan struct{} // capacity 1: "the queue has something"
-	writerDone chan struct{}
-	aborted    chan struct{}
-	abortOnce  sync.Once
+	writing bool // a writer goroutine is running; it exits when the queue is empty
+
+	done      chan struct{} // closed once the connection is closed
+	aborted   chan struct{}
+	abortOnce sync.Once
+	doneOnce  sync.Once
 }
 
 // item is one queued thing to write: a room event, encoded by the writer in
@@ -198,14 +202,13 @@ type item struct {
 func New(h *hub.Hub, conn Conn, opts Options) *Session {
 	opts = opts.withDefaults()
 	s := &Session{
-		hub:        h,
-		conn:       conn,
-		opts:       opts,
-		log:        opts.Logger,
-		refusals:   rate.NewLimiter(1, opts.RefusalBurst),
-		wake:       make(chan struct{}, 1),
-		writerDone: make(chan struct{}),
-		aborted:    make(chan struct{}),
+		hub:      h,
+		conn:     conn,
+		opts:     opts,
+		log:      opts.Logger,
+		refusals: rate.NewLimiter(1, opts.RefusalBurst),
+		done:     make(chan struct{}),
+		aborted:  make(chan struct{}),
 	}
 	if opts.RequestRate > 0 {
 		s.requests = rate.NewLimiter(rate.Limit(opts.RequestRate), opts.RequestBurst)
@@ -216,7 +219,6 @@ func New(h *hub.Hub, conn Conn, opts Options) *Session {
 // Run serves the connection until it ends, then leaves the room. It returns
 // once the connection is closed and both goroutines are done.
 func (s *Session) Run(ctx context.Context) {
-	go s.writeLoop()
 	loginTimer := time.AfterFunc(s.opts.LoginTimeout, func() {
 		if !s.loggedIn.Load() {
 			s.Disconnect(hub.Disconnect{Code: hub.CodeTimeout, Reason: "did not log in within " + s.opts.LoginTimeout.String()})
@@ -231,7 +233,7 @@ func (s *Session) Run(ctx context.Context) {
 		s.hub.Logout(ctx, s.self.ID, reason.Reason)
 	}
 	s.Disconnect(reason)
-	<-s.writerDone
+	<-s.done
 	if reason.Code != hub.CodeLeft {
 		s.opts.Observer.Disconnected(reason.Code)
 	}
@@ -300,7 +302,7 @@ func (s *Session) Abort() {
 }
 
 // Done is closed once the connection is closed.
-func (s *Session) Done() <-chan struct{} { return s.writerDone }
+func (s *Session) Done() <-chan struct{} { return s.done }
 
 func (s *Session) closingReason() *hub.Disconnect {
 	s.mu.Lock()
@@ -328,7 +330,7 @@ func (s *Session) enqueueLocked(it item, size int) {
 	}
 	s.items = append(s.items, it)
 	s.bytes += size
-	s.signal()
+	s.startWriterLocked()
 }
 
 func (s *Session) closeLocked(reason hub.Disconnect, drop bool) {
@@ -345,17 +347,20 @@ func (s *Session) closeLocked(reason hub.Disconnect, drop bool) {
 		// the leave is announced promptly rather than after WriteTimeout.
 		time.AfterFunc(lastWordsGrace, s.Abort)
 	}
-	s.signal()
+	s.startWriterLocked()
 }
 
 // lastWordsGrace is how long a dropped client's connection may take to
 // receive the reason before it is cut off.
 const lastWordsGrace = time.Second
 
-func (s *Session) signal() {
-	select {
-	case s.wake <- struct{}{}:
-	default:
+// startWriterLocked starts a writer goroutine unless one is running. A
+// writer lives only while there is something to write, so an idle
+// connection costs one goroutine (its reader), not two.
+func (s *Session) startWriterLocked() {
+	if !s.writing {
+		s.writing = true
+		go s.writeLoop()
 	}
 }
 
@@ -547,66 +552,110 @@ func (s *Session) refuse(req wire.Request, err error) {
 	}
 }
 
-// writeLoop drains the queue to the connection until the session closes.
-// For an extended client everything queued at one wake-up goes out in one
-// write; an original-protocol client gets one object per write, paced.
+// writeLoop drains the queue to the connection, then exits; once the
+// session is closing and the queue is drained it closes the connection.
+// For an extended client everything queued at one go goes out in one write;
+// an original-protocol client gets one object per write, paced. Only one
+// writer runs at a time (Session.writing).
 func (s *Session) writeLoop() {
-	defer close(s.writerDone)
 	defer func() {
 		if p := recover(); p != nil {
 			s.log.Error("panic writing to connection", "panic", p, "stack", string(debug.Stack()))
 			s.Abort()
+			s.mu.Lock()
+			s.closeLocked(hub.Disconnect{Code: hub.CodeInternal, Reason: "internal error"}, true)
+			s.mu.Unlock()
+			s.closeConn(hub.Disconnect{Code: hub.CodeInternal, Reason: "internal error"}, false)
 		}
 	}()
 	var (
-		batch     []item
-		frames    [][]byte
-		notBefore time.Time // original protocol: no write before this
+		batch  []item
+		frames [][]byte
 	)
 	for {
-		select {
-		case <-s.wake:
-		case <-s.aborted:
+		s.mu.Lock()
+		if len(s.items) == 0 {
+			if s.closing == nil {
+				s.writing = false // idle: the next enqueue starts a new writer
+				s.mu.Unlock()
+				return
+			}
+			d, extended := *s.closing, s.extended
+			s.mu.Unlock()
+			s.closeConn(d, extended)
 			return
 		}
-		s.mu.Lock()
-		batch, s.items = s.items, batch[:0]
+		batch, s.items = s.items, recycle(batch)
 		s.bytes = 0
-		extended, closing := s.extended, s.closing
+		extended := s.extended
 		s.mu.Unlock()
 		s.opts.Observer.Drained(len(batch))
 
 		frames = frames[:0]
+		ok := true
 		for _, it := range batch {
+			if !ok {
+				break
+			}
 			if it.ev == nil {
 				frames = append(frames, it.frames...)
 				continue
 			}
 			if it.ev.Kind == hub.KindWelcome && !extended {
 				// The login reply goes alone, and then nothing for a while.
-				if !s.writePaced(frames, &notBefore) || !s.writePaced(wire.EncodeEvent(it.ev, false), &notBefore) {
-					return
-				}
-				notBefore = time.Now().Add(s.opts.LoginGap)
+				ok = s.writePaced(frames, &s.notBefore) && s.writePaced(wire.EncodeEvent(it.ev, false), &s.notBefore)
+				s.notBefore = time.Now().Add(s.opts.LoginGap)
 				frames = frames[:0]
 				continue
 			}
 			frames = append(frames, wire.EncodeEvent(it.ev, extended)...)
 		}
 		clear(batch) // drop references to delivered events
-		ok := true
-		if extended && len(frames) > 0 {
+		if ok && extended && len(frames) > 0 {
 			ok = s.write(frames)
-		} else if !extended {
-			ok = s.writePaced(frames, &notBefore)
+		} else if ok && !extended {
+			ok = s.writePaced(frames, &s.notBefore)
 		}
+		clear(frames)
 		if !ok {
-			return
+			// The session is now closing with the queue dropped: the next
+			// round closes the connection.
+			continue
 		}
-		if closing != nil {
-			s.finish(*closing, extended)
-			return
+	}
+}
+
+// recycle returns a drained batch's slice for reuse, unless a burst made it
+// large: an idle connection should not keep a burst's memory.
+func recycle(batch []item) []item {
+	if cap(batch) > 64 {
+		return nil
+	}
+	return batch[:0]
+}
+
+// closeConn tells the client why it is being disconnected, where that helps,
+// closes the connection and marks the session done.
+func (s *Session) closeConn(d hub.Disconnect, extended bool) {
+	defer s.doneOnce.Do(func() { close(s.done) })
+	select {
+	case <-s.aborted:
+		return
+	default:
+	}
+	switch d.Code {
+	case hub.CodeSlowConsumer, hub.CodeBadInput, hub.CodeTimeout, hub.CodeAbuse:
+		var last [][]byte
+		if extended {
+			last = [][]byte{wire.Error("", d.Reason)}
+		} else {
+			last = wire.Notice("disconnected: "+d.Reason, false)
 		}
+		// Short deadline: a slow consumer may never read it.
+		_ = s.conn.WriteFrames(last, time.Now().Add(lastWordsGrace))
+	}
+	if err := s.conn.Close(d); err != nil {
+		s.log.Debug("close failed", "err", err)
 	}
 }
 
@@ -627,6 +676,11 @@ func (s *Session) writePaced(frames [][]byte, notBefore *time.Time) bool {
 
 // write writes frames; on failure it closes the session and reports false.
 func (s *Session) write(frames [][]byte) bool {
+	select {
+	case <-s.aborted:
+		return false
+	default:
+	}
 	deadline := time.Now().Add(s.opts.WriteTimeout)
 	s.opts.Observer.Wrote(len(frames))
 	if err := s.conn.WriteFrames(frames, deadline); err != nil {
@@ -650,24 +704,5 @@ func (s *Session) pause(d time.Duration) bool {
 		return true
 	case <-s.aborted:
 		return false
-	}
-}
-
-// finish tells the client why it is being disconnected, where that helps,
-// and closes the connection.
-func (s *Session) finish(d hub.Disconnect, extended bool) {
-	switch d.Code {
-	case hub.CodeSlowConsumer, hub.CodeBadInput, hub.CodeTimeout, hub.CodeAbuse:
-		var last [][]byte
-		if extended {
-			last = [][]byte{wire.Error("", d.Reason)}
-		} else {
-			last = wire.Notice("disconnected: "+d.Reason, false)
-		}
-		// Short deadline: a slow consumer may never read it.
-		_ = s.conn.WriteFrames(last, time.Now().Add(lastWordsGrace))
-	}
-	if err := s.conn.Close(d); err != nil {
-		s.log.Debug("close failed", "err", err)
 	}
 }

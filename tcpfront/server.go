@@ -114,18 +114,18 @@ func isTemporary(err error) bool {
 
 func (s *Server) serveConn(c net.Conn) {
 	remote := c.RemoteAddr().String()
-	log := s.log.With("front", "tcp", "remote", remote)
+	attrs := []any{"front", "tcp", "remote", remote}
 	defer func() {
 		// One connection's bug must not take the server down.
 		if p := recover(); p != nil {
-			log.Error("panic serving connection", "panic", p)
+			s.log.Error("panic serving connection", append(attrs, "panic", p)...)
 			_ = c.Close()
 		}
 	}()
 	if s.opts.Admission != nil {
 		release, err := s.opts.Admission.Admit("tcp", remote)
 		if err != nil {
-			log.Info("connection refused", "err", err)
+			s.log.Info("connection refused", append(attrs, "err", err)...)
 			// A refused-login reply: both client shapes understand it.
 			_ = c.SetWriteDeadline(time.Now().Add(time.Second))
 			_, _ = c.Write(wire.LoginError(err.Error(), false))
@@ -134,9 +134,9 @@ func (s *Server) serveConn(c net.Conn) {
 		}
 		defer release()
 	}
-	log.Info("connection opened")
+	s.log.Info("connection opened", attrs...)
 	opts := s.opts.Session
-	opts.Logger = log
+	opts.LogAttrs = attrs
 	conn := &tcpConn{c: c, frames: newFrameReader(c, s.opts.MaxRequestBytes)}
 	_ = s.group.Run(s.ctx, session.New(s.hub, conn, opts))
 }

@@ -81,6 +81,9 @@ func New(h *hub.Hub, opts Options) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.Session.Logger == nil {
+		opts.Session.Logger = opts.Logger
+	}
 	if opts.PingInterval <= 0 {
 		opts.PingInterval = DefaultPingInterval
 	}
@@ -132,8 +135,10 @@ func plain(w http.ResponseWriter, status int, text string) {
 }
 
 func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
+	release := func() {}
 	if s.opts.Admission != nil {
-		release, err := s.opts.Admission.Admit("ws", r.RemoteAddr)
+		var err error
+		release, err = s.opts.Admission.Admit("ws", r.RemoteAddr)
 		if err != nil {
 			s.log.Info("connection refused", "front", "ws", "remote", r.RemoteAddr, "err", err)
 			status := http.StatusServiceUnavailable
@@ -143,22 +148,35 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, err.Error(), status)
 			return
 		}
-		defer release()
 	}
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: s.opts.AllowedOrigins})
 	if err != nil {
 		// Accept has already answered (403 for a foreign origin).
 		s.log.Info("websocket upgrade refused", "remote", r.RemoteAddr, "origin", r.Header.Get("Origin"), "err", err)
+		release()
 		return
 	}
 	ws.SetReadLimit(int64(s.opts.MaxRequestBytes))
-	log := s.log.With("front", "ws", "remote", r.RemoteAddr)
-	log.Info("connection opened")
+	attrs := []any{"front", "ws", "remote", r.RemoteAddr}
+	s.log.Info("connection opened", attrs...)
 	opts := s.opts.Session
-	opts.Logger = log
+	opts.LogAttrs = attrs
 	conn := &wsConn{ws: ws}
 	conn.keepAlive(s.opts.PingInterval)
-	_ = s.group.Run(s.ctx, session.New(s.hub, conn, opts))
+	// Serve on a fresh goroutine and let this handler return: the
+	// connection is hijacked, so net/http is done with it, and its deep
+	// handler stack (16 KiB once grown) and the request's headers are freed
+	// instead of being held by every idle WebSocket.
+	go func() {
+		defer release()
+		defer func() {
+			if p := recover(); p != nil {
+				s.log.Error("panic serving connection", append(attrs, "panic", p)...)
+				_ = ws.CloseNow()
+			}
+		}()
+		_ = s.group.Run(s.ctx, session.New(s.hub, conn, opts))
+	}()
 }
 
 // Shutdown disconnects every WebSocket client with status 1001 (each first

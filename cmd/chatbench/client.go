@@ -23,18 +23,24 @@ type wire interface {
 }
 
 type tcpWire struct {
-	c net.Conn
-	r *bufio.Reader
+	c    net.Conn
+	r    *bufio.Reader
+	long []byte // assembles an object longer than r's buffer (a big member list)
 }
 
 func (w *tcpWire) write(b []byte) error { _, err := w.c.Write(b); return err }
 
 func (w *tcpWire) next() ([]byte, error) {
 	line, err := w.r.ReadSlice('\n')
-	if errors.Is(err, bufio.ErrBufferFull) {
-		return nil, fmt.Errorf("object over %d bytes", w.r.Size())
+	if !errors.Is(err, bufio.ErrBufferFull) {
+		return line, err
 	}
-	return line, err
+	w.long = append(w.long[:0], line...)
+	for errors.Is(err, bufio.ErrBufferFull) {
+		line, err = w.r.ReadSlice('\n')
+		w.long = append(w.long, line...)
+	}
+	return w.long, err
 }
 
 func (w *tcpWire) close() { _ = w.c.Close() }

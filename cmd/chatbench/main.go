@@ -18,6 +18,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"sync"
@@ -39,6 +40,7 @@ type config struct {
 	pid            int
 	sources        int
 	settle         time.Duration
+	gcURL          string
 }
 
 func main() {
@@ -56,6 +58,7 @@ func main() {
 	flag.IntVar(&cfg.pid, "pid", 0, "chatd's pid, to report its RSS and CPU")
 	flag.IntVar(&cfg.sources, "sources", 1, "loopback source addresses to spread connections over (127.0.0.1 .. 127.0.0.N)")
 	flag.DurationVar(&cfg.settle, "settle", time.Second, "idle time that counts as settled after connecting")
+	flag.StringVar(&cfg.gcURL, "gc-url", "", "URL to GET before measuring idle RSS, to make the server collect the connect phase's garbage (chatd -debug-addr A: http://A/debug/pprof/heap?gc=1)")
 	flag.Parse()
 	if cfg.wsClients < 0 || cfg.wsClients > cfg.clients {
 		cfg.wsClients = cfg.clients
@@ -197,7 +200,9 @@ func run(ctx context.Context, cfg config) (res *result, err error) {
 		readers.Wait()
 		var h histogram
 		for _, c := range clients {
-			h.merge(&c.hist)
+			if c != nil {
+				h.merge(&c.hist)
+			}
 		}
 		if h.n > 0 {
 			res.P50MS, res.P99MS, res.MaxMS = ms(h.quantile(0.50)), ms(h.quantile(0.99)), ms(h.max)
@@ -206,6 +211,13 @@ func run(ctx context.Context, cfg config) (res *result, err error) {
 
 	// Let the join announcements settle before measuring.
 	waitQuiet(ctx, clients, cfg.settle)
+	if cfg.gcURL != "" {
+		if resp, err := http.Get(cfg.gcURL); err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		time.Sleep(cfg.settle) // the runtime returns freed pages to the OS over a few seconds
+	}
 	if cfg.pid > 0 {
 		idle, err := readProc(cfg.pid)
 		if err != nil {

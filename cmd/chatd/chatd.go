@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"runtime/debug"
 	"sync/atomic"
 	"time"
 
@@ -156,6 +157,12 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		// For memory measurements: collect garbage and return freed memory
+		// to the OS now, so RSS shows what is live (chatbench -gc-url).
+		mux.HandleFunc("/debug/freeosmemory", func(w http.ResponseWriter, _ *http.Request) {
+			debug.FreeOSMemory()
+			_, _ = w.Write([]byte("ok\n"))
+		})
 		m.debug = &http.Server{Addr: m.cfg.DebugAddr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go func() {
 			if err := m.debug.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {

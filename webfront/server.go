@@ -149,7 +149,8 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: s.opts.AllowedOrigins})
+	cw := &corkingResponseWriter{ResponseWriter: w}
+	ws, err := websocket.Accept(cw, r, &websocket.AcceptOptions{OriginPatterns: s.opts.AllowedOrigins})
 	if err != nil {
 		// Accept has already answered (403 for a foreign origin).
 		s.log.Info("websocket upgrade refused", "remote", r.RemoteAddr, "origin", r.Header.Get("Origin"), "err", err)
@@ -161,7 +162,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	s.log.Info("connection opened", attrs...)
 	opts := s.opts.Session
 	opts.LogAttrs = attrs
-	conn := &wsConn{ws: ws}
+	conn := &wsConn{ws: ws, cork: cw.conn}
 	conn.keepAlive(s.opts.PingInterval)
 	// Serve on a fresh goroutine and let this handler return: the
 	// connection is hijacked, so net/http is done with it, and its deep
@@ -193,7 +194,8 @@ func (s *Server) Len() int { return s.group.Len() }
 
 // wsConn adapts a WebSocket connection to session.Conn.
 type wsConn struct {
-	ws *websocket.Conn
+	ws   *websocket.Conn
+	cork *corkConn // under ws: lets a batch of messages leave in one write
 
 	mu        sync.Mutex
 	pingTimer *time.Timer // nil once closed
@@ -249,14 +251,19 @@ func (c *wsConn) ReadFrame() ([]byte, error) {
 func (c *wsConn) WriteFrames(frames [][]byte, deadline time.Time) error {
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
+	c.cork.cork()
 	for _, f := range frames {
 		// Frames end in '\n' for TCP; a WebSocket message needs no separator.
 		if n := len(f); n > 0 && f[n-1] == '\n' {
 			f = f[:n-1]
 		}
 		if err := c.ws.Write(ctx, websocket.MessageText, f); err != nil {
+			_ = c.cork.uncork(deadline)
 			return fmt.Errorf("websocket write: %w", err)
 		}
+	}
+	if err := c.cork.uncork(deadline); err != nil {
+		return fmt.Errorf("websocket write: %w", err)
 	}
 	return nil
 }

@@ -143,7 +143,7 @@ func run(ctx context.Context, cfg config) (res *result, err error) {
 	if cfg.pid > 0 {
 		var err error
 		if before, err = readProc(cfg.pid); err != nil {
-			return nil, err
+			return res, err
 		}
 		res.ServerRSSBefore = before.rss
 	}
@@ -186,7 +186,7 @@ func run(ctx context.Context, cfg config) (res *result, err error) {
 	if err, _ := connectErr.Load().(error); err != nil {
 		closeAll()
 		readers.Wait()
-		return nil, err
+		return res, err
 	}
 
 	senders := make([]*sender, cfg.senders)
@@ -221,7 +221,7 @@ func run(ctx context.Context, cfg config) (res *result, err error) {
 	if cfg.pid > 0 {
 		idle, err := readProc(cfg.pid)
 		if err != nil {
-			return nil, err
+			return res, err
 		}
 		res.ServerRSSIdle = idle.rss
 		res.BytesPerConn = (idle.rss - before.rss) / int64(cfg.clients)

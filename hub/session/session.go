@@ -19,6 +19,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -582,7 +583,10 @@ func (s *Session) writeLoop() {
 			s.closeConn(hub.Disconnect{Code: hub.CodeInternal, Reason: "internal error"}, false)
 		}
 	}()
-	var batch []item
+	var (
+		batch    []item
+		lingered bool // yielded once with nothing to write
+	)
 	scratch := framesPool.Get().(*[][]byte)
 	defer framesPool.Put(scratch)
 	frames := (*scratch)[:0]
@@ -590,6 +594,14 @@ func (s *Session) writeLoop() {
 		s.mu.Lock()
 		if batch != nil && cap(batch) <= spareCap && s.spare == nil {
 			s.spare = batch[:0] // small enough to keep for the next burst
+		}
+		if len(s.items) == 0 && s.closing == nil && !lingered {
+			// Under load the next delivery is usually a moment away: yield
+			// once before exiting rather than pay for a new goroutine.
+			s.mu.Unlock()
+			lingered = true
+			runtime.Gosched()
+			continue
 		}
 		if len(s.items) == 0 {
 			if s.closing == nil {
@@ -603,6 +615,7 @@ func (s *Session) writeLoop() {
 			return
 		}
 		batch, s.items, s.spare = s.items, s.spare, nil
+		lingered = false
 		s.bytes = 0
 		extended := s.extended
 		s.mu.Unlock()

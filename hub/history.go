@@ -1,6 +1,9 @@
 package hub
 
-import "sync"
+import (
+	"sort"
+	"sync"
+)
 
 // History keeps rooms' recent messages for members who join later and for
 // scrolling back. The hub appends every message in its room's order; reads
@@ -35,9 +38,52 @@ type MemoryHistory struct {
 	rooms map[string]*roomHistory
 }
 
+// roomHistory is a ring of a room's latest messages, oldest at head.
 type roomHistory struct {
-	events []*Event // oldest first
-	bytes  int
+	ring  []*Event // grows up to the retain count, then wraps
+	head  int      // index of the oldest message
+	n     int      // messages held
+	bytes int
+}
+
+func (r *roomHistory) at(i int) *Event { return r.ring[(r.head+i)%len(r.ring)] }
+
+func (r *roomHistory) push(ev *Event, retain int) {
+	if r.n < len(r.ring) || len(r.ring) >= retain {
+		if r.n == len(r.ring) { // full: overwrite the oldest
+			r.bytes -= len(r.ring[r.head].Text)
+			r.ring[r.head] = ev
+			r.head = (r.head + 1) % len(r.ring)
+		} else {
+			r.ring[(r.head+r.n)%len(r.ring)] = ev
+			r.n++
+		}
+	} else { // grow (only while not yet wrapped: head is 0)
+		r.ring = append(r.ring, ev)
+		r.ring = r.ring[:cap(r.ring)]
+		if len(r.ring) > retain {
+			r.ring = r.ring[:retain]
+		}
+		r.n++
+	}
+	r.bytes += len(ev.Text)
+}
+
+// dropOldest forgets the oldest message.
+func (r *roomHistory) dropOldest() {
+	r.bytes -= len(r.ring[r.head].Text)
+	r.ring[r.head] = nil
+	r.head = (r.head + 1) % len(r.ring)
+	r.n--
+}
+
+// span copies messages [from, to) of the ring, oldest first.
+func (r *roomHistory) span(from, to int) []*Event {
+	out := make([]*Event, 0, to-from)
+	for i := from; i < to; i++ {
+		out = append(out, r.at(i))
+	}
+	return out
 }
 
 // Append implements History.
@@ -59,19 +105,9 @@ func (h *MemoryHistory) Append(ev *Event) {
 		r = &roomHistory{}
 		h.rooms[ev.Room] = r
 	}
-	r.events = append(r.events, ev)
-	r.bytes += len(ev.Text)
-	drop := 0
-	for len(r.events)-drop > retain || (r.bytes > retainBytes && len(r.events)-drop > 1) {
-		r.bytes -= len(r.events[drop].Text)
-		drop++
-	}
-	if drop > 0 {
-		// Copy down rather than reslice so the backing array does not grow
-		// without bound.
-		n := copy(r.events, r.events[drop:])
-		clear(r.events[n:])
-		r.events = r.events[:n]
+	r.push(ev, retain)
+	for r.bytes > retainBytes && r.n > 1 {
+		r.dropOldest()
 	}
 }
 
@@ -83,8 +119,7 @@ func (h *MemoryHistory) Recent(room string, n int) []*Event {
 	if r == nil || n <= 0 {
 		return nil
 	}
-	start := max(0, len(r.events)-n)
-	return append([]*Event(nil), r.events[start:]...)
+	return r.span(max(0, r.n-n), r.n)
 }
 
 // Before implements History.
@@ -95,10 +130,7 @@ func (h *MemoryHistory) Before(room string, seq uint64, n int) []*Event {
 	if r == nil || n <= 0 {
 		return nil
 	}
-	end := len(r.events)
-	for end > 0 && r.events[end-1].Seq >= seq {
-		end--
-	}
-	start := max(0, end-n)
-	return append([]*Event(nil), r.events[start:end]...)
+	// Messages are in seq order: find the first at or after seq.
+	end := sort.Search(r.n, func(i int) bool { return r.at(i).Seq >= seq })
+	return r.span(max(0, end-n), end)
 }

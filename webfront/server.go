@@ -149,7 +149,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	cw := &corkingResponseWriter{ResponseWriter: w}
+	cw := &hijackingResponseWriter{ResponseWriter: w}
 	ws, err := websocket.Accept(cw, r, &websocket.AcceptOptions{OriginPatterns: s.opts.AllowedOrigins})
 	if err != nil {
 		// Accept has already answered (403 for a foreign origin).
@@ -162,7 +162,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	s.log.Info("connection opened", attrs...)
 	opts := s.opts.Session
 	opts.LogAttrs = attrs
-	conn := &wsConn{ws: ws, cork: cw.conn}
+	conn := &wsConn{ws: ws, conn: cw.conn}
 	conn.keepAlive(s.opts.PingInterval)
 	// Serve on a fresh goroutine and let this handler return: the
 	// connection is hijacked, so net/http is done with it, and its deep
@@ -195,7 +195,7 @@ func (s *Server) Len() int { return s.group.Len() }
 // wsConn adapts a WebSocket connection to session.Conn.
 type wsConn struct {
 	ws   *websocket.Conn
-	cork *corkConn // under ws: lets a batch of messages leave in one write
+	conn *frameConn // under ws: batches of messages leave in one write
 
 	mu        sync.Mutex
 	pingTimer *time.Timer // nil once closed
@@ -249,20 +249,13 @@ func (c *wsConn) ReadFrame() ([]byte, error) {
 }
 
 func (c *wsConn) WriteFrames(frames [][]byte, deadline time.Time) error {
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
-	defer cancel()
-	c.cork.cork()
-	for _, f := range frames {
-		// Frames end in '\n' for TCP; a WebSocket message needs no separator.
+	// Frames end in '\n' for TCP; a WebSocket message needs no separator.
+	for i, f := range frames {
 		if n := len(f); n > 0 && f[n-1] == '\n' {
-			f = f[:n-1]
-		}
-		if err := c.ws.Write(ctx, websocket.MessageText, f); err != nil {
-			_ = c.cork.uncork(deadline)
-			return fmt.Errorf("websocket write: %w", err)
+			frames[i] = f[:n-1]
 		}
 	}
-	if err := c.cork.uncork(deadline); err != nil {
+	if err := c.conn.writeTextMessages(frames, deadline); err != nil {
 		return fmt.Errorf("websocket write: %w", err)
 	}
 	return nil

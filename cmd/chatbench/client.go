@@ -80,7 +80,7 @@ func dial(ctx context.Context, cfg config, i int, ws bool) (wire, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &tcpWire{c: c, r: bufio.NewReaderSize(c, 64<<10)}, nil
+		return &tcpWire{c: c, r: bufio.NewReaderSize(c, 16<<10)}, nil
 	}
 	c, _, err := websocket.Dial(ctx, cfg.wsURL, &websocket.DialOptions{HTTPClient: httpClient(d)})
 	if err != nil {

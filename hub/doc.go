@@ -44,7 +44,8 @@
 //   - Slow clients. Subscriber.Deliver must never block. A subscriber whose
 //     bounded queue (count and bytes) is full cuts itself off: it marks itself
 //     disconnected with a Disconnect reason, its writer goroutine writes the
-//     reason and closes the socket, and its reader goroutine then calls Logout,
+//     reason and closes the socket (cutting it off after a second if the
+//     peer does not read), and its reader goroutine then calls Logout,
 //     which announces the leave to everyone else. The hub and every other member
 //     never wait for it. hub/session implements exactly this.
 //

@@ -4,13 +4,15 @@
 // a Conn that reads request frames and writes response frames; everything
 // else about a client behaves the same over TCP and WebSocket.
 //
-// Each Session runs two goroutines: the reader (Run's caller), which decodes
-// requests and calls the hub, and the writer, which drains the queue to the
-// socket. The hub delivers into the queue under the hub's locks, so Deliver
-// only appends; a queue over its bounds marks the session disconnected as a
-// slow consumer and the writer closes the connection. The queue's mutex is a
-// leaf lock: nothing else is locked while it is held, and no lock is held
-// during socket I/O.
+// A Session runs on its reader goroutine (Run's caller), which decodes
+// requests and calls the hub, and on a writer goroutine that exists only
+// while there is something to write: the first delivery into an empty queue
+// starts it, and it exits when it has drained the queue, so an idle
+// connection costs one goroutine. The hub delivers into the queue under the
+// hub's locks, so Deliver only appends; a queue over its bounds (messages or
+// bytes) marks the session disconnected as a slow consumer and the writer
+// closes the connection. The queue's mutex is a leaf lock: nothing else is
+// locked while it is held, and no lock is held during socket I/O.
 package session
 
 import (

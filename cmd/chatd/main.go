@@ -83,7 +83,7 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), stderr io
 	fs.IntVar(&cfg.Session.RequestBurst, "burst", 0, "requests a connection may make at once above -rate (0: 20)")
 	fs.IntVar(&cfg.Session.RefusalBurst, "max-refusals", 0, "refused requests in a row (refilling at 1/s) before a connection is dropped for abuse (0: 20)")
 	fs.DurationVar(&cfg.Session.LoginTimeout, "login-timeout", 0, "how long a connection may stay without logging in (0: 30s)")
-	fs.DurationVar(&cfg.Session.PushGap, "original-push-gap", 0, "least time between two pushes to an original-protocol client, which loses pushes that reach it together (0: 3ms; negative: none)")
+	fs.DurationVar(&cfg.Session.PushGap, "original-push-gap", 0, "least time between two pushes to an original-protocol client, which loses pushes that reach it together (0: 1ms; negative: none)")
 	fs.DurationVar(&cfg.PingInterval, "ping-interval", 0, "WebSocket keepalive ping interval; a peer silent for two is dropped (0: 30s)")
 	fs.IntVar(&cfg.Admission.MaxConns, "max-conns", 0, "most connections in all (0: 20000; negative: unlimited)")
 	fs.IntVar(&cfg.Admission.MaxConnsPerIP, "max-conns-per-ip", 0, "most connections from one IP address (0: 100; negative: unlimited)")

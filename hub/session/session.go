@@ -58,7 +58,7 @@ const (
 	DefaultQueueBytes    = 1 << 20
 	DefaultWriteTimeout  = 10 * time.Second
 	DefaultLoginGap      = 50 * time.Millisecond
-	DefaultPushGap       = 3 * time.Millisecond
+	DefaultPushGap       = 1 * time.Millisecond
 	DefaultLoginTimeout  = 30 * time.Second
 	DefaultRequestRate   = 10 // requests per second
 	DefaultRequestBurst  = 20

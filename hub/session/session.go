@@ -294,9 +294,11 @@ func (s *Session) Deliver(ev *hub.Event) {
 	case (ev.Kind == hub.KindJoined || ev.Kind == hub.KindLeft) && !s.extended:
 		return // an original client is in the lobby only, and knows nothing of rooms
 	}
-	size := len(ev.Text) + 128 + 48*len(ev.Members)
-	for _, old := range ev.History {
-		size += len(old.Text) + 160
+	size := len(ev.Text) + 128
+	if ev.Kind == hub.KindWelcome || ev.Kind == hub.KindJoined {
+		// Answers to the client's own (rate-limited) login and join: a big
+		// room's member list and history must not count as falling behind.
+		size = 0
 	}
 	s.enqueueLocked(item{ev: ev}, size)
 }
@@ -340,6 +342,8 @@ func (s *Session) reply(frames ...[]byte) {
 	}
 }
 
+// enqueueLocked queues it, or drops the session as a slow consumer when the
+// queue is over its bounds.
 func (s *Session) enqueueLocked(it item, size int) {
 	if len(s.items) >= s.opts.QueueMessages || s.bytes+size > s.opts.QueueBytes {
 		s.closeLocked(hub.DisconnectSlowConsumer, true)

@@ -249,3 +249,41 @@ func TestPanicClosesOnlyThatConnection(t *testing.T) {
 		t.Fatalf("leave reason %q", reason)
 	}
 }
+
+// The answer to joining a big room (its member list and history) may be
+// larger than the byte bound; it is not a sign of falling behind.
+func TestJoinReplyIsNotBoundedLikeTraffic(t *testing.T) {
+	h, _ := hub.New(hub.Options{})
+	conn := newFakeConn()
+	close(conn.release)
+	done := runSession(t, h, conn, Options{QueueBytes: 64})
+	conn.reads <- []byte(`{"type":"login","nickname":"big","protocol":1}`)
+	deadline := time.After(10 * time.Second)
+	for {
+		conn.mu.Lock()
+		n := len(conn.written)
+		conn.mu.Unlock()
+		if n >= 2 { // the login reply and the lobby's "joined"
+			break
+		}
+		select {
+		case <-deadline:
+			t.Fatalf("only %d frames written: the join reply was refused as too big", n)
+		case <-time.After(time.Millisecond):
+		}
+	}
+	conn.Abort()
+	waitDone(t, done)
+	if len(conn.codesClosed()) != 0 {
+		t.Fatal("closed as a slow consumer")
+	}
+}
+
+func (c *fakeConn) codesClosed() []hub.DisconnectCode {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed != nil && c.closed.Code == hub.CodeSlowConsumer {
+		return []hub.DisconnectCode{c.closed.Code}
+	}
+	return nil
+}

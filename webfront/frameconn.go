@@ -23,8 +23,10 @@ import (
 const (
 	wsReadBuffer  = 1024
 	wsWriteBuffer = 512
-	// frameBufKeep bounds the frame buffer kept between batches.
+	// frameBufKeep bounds the assembly buffer kept between batches (TLS).
 	frameBufKeep = 4 << 10
+	// frameBatchKeep bounds the frames of a batch whose scratch is kept.
+	frameBatchKeep = 64
 )
 
 // frameConn is the hijacked connection: the library's writes and our
@@ -32,8 +34,11 @@ const (
 type frameConn struct {
 	net.Conn
 
-	mu  sync.Mutex // serialises writes
-	buf []byte     // a batch of frames being assembled
+	mu       sync.Mutex // serialises writes; guards the fields below
+	deadline time.Time  // the write deadline in force (zero: none)
+	hdr      []byte     // frame headers of the batch being written
+	iov      net.Buffers
+	buf      []byte // a batch assembled in one piece, where writev is not available
 }
 
 // Write is the library's path (pongs, pings, the close frame): one whole
@@ -42,26 +47,79 @@ type frameConn struct {
 func (c *frameConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if err := c.Conn.SetWriteDeadline(time.Time{}); err != nil {
-		return 0, err
+	if !c.deadline.IsZero() {
+		if err := c.Conn.SetWriteDeadline(time.Time{}); err != nil {
+			return 0, err
+		}
+		c.deadline = time.Time{}
 	}
 	return c.Conn.Write(p)
 }
 
 // writeTextMessages writes each payload as an unfragmented, unmasked
-// WebSocket text frame (server to client), all in one write, by deadline.
-// It bypasses the library's per-message write (a lock, a context and a flush
-// each) for the common case; the library's own frames (pongs, the close
-// frame) are whole writes on this connection too, so frames never
-// interleave.
+// WebSocket text frame (server to client), all in one write, by deadline:
+// writev of header and payload pairs on TCP, so no payload is copied. It
+// bypasses the library's per-message write (a lock, a context and a flush
+// each); the library's own frames go through Write above, whole, under the
+// same lock, so frames never interleave.
 func (c *frameConn) writeTextMessages(payloads [][]byte, deadline time.Time) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for _, p := range payloads {
-		c.buf = appendTextFrameHeader(c.buf, len(p))
-		c.buf = append(c.buf, p...)
+	// As on TCP: move the deadline only when it is a second stale (or must
+	// come sooner), not on every write.
+	if c.deadline.IsZero() || deadline.Before(c.deadline) || deadline.Sub(c.deadline) > time.Second {
+		if err := c.Conn.SetWriteDeadline(deadline); err != nil {
+			return fmt.Errorf("set write deadline: %w", err)
+		}
+		c.deadline = deadline
 	}
-	return c.flushLocked(deadline)
+	c.hdr = c.hdr[:0]
+	for _, p := range payloads {
+		c.hdr = appendTextFrameHeader(c.hdr, len(p))
+	}
+	var err error
+	if _, ok := c.Conn.(*net.TCPConn); ok {
+		iov, off := c.iov[:0], 0
+		for _, p := range payloads {
+			n := textFrameHeaderLen(len(p))
+			iov = append(iov, c.hdr[off:off+n], p)
+			off += n
+		}
+		bufs := iov // WriteTo consumes its receiver
+		_, err = bufs.WriteTo(c.Conn)
+		clear(iov) // drop references to the payloads
+		c.iov = iov[:0]
+	} else { // TLS: one buffer, one record write
+		c.buf = c.buf[:0]
+		off := 0
+		for _, p := range payloads {
+			n := textFrameHeaderLen(len(p))
+			c.buf = append(append(c.buf, c.hdr[off:off+n]...), p...)
+			off += n
+		}
+		_, err = c.Conn.Write(c.buf)
+		if cap(c.buf) > frameBufKeep {
+			c.buf = nil
+		}
+	}
+	if cap(c.iov) > 2*frameBatchKeep {
+		c.iov, c.hdr = nil, nil
+	}
+	if err != nil {
+		return fmt.Errorf("write: %w", err)
+	}
+	return nil
+}
+
+// textFrameHeaderLen is the size of appendTextFrameHeader's output for n.
+func textFrameHeaderLen(n int) int {
+	switch {
+	case n < 126:
+		return 2
+	case n < 1<<16:
+		return 4
+	}
+	return 10
 }
 
 // appendTextFrameHeader appends the header of a final, unmasked text frame
@@ -76,25 +134,6 @@ func appendTextFrameHeader(b []byte, n int) []byte {
 	default:
 		return append(b, finText, 127, 0, 0, 0, 0, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
 	}
-}
-
-func (c *frameConn) flushLocked(deadline time.Time) error {
-	if len(c.buf) == 0 {
-		return nil
-	}
-	if err := c.Conn.SetWriteDeadline(deadline); err != nil {
-		return fmt.Errorf("set write deadline: %w", err)
-	}
-	_, err := c.Conn.Write(c.buf)
-	if cap(c.buf) > frameBufKeep {
-		c.buf = nil
-	} else {
-		c.buf = c.buf[:0]
-	}
-	if err != nil {
-		return fmt.Errorf("write: %w", err)
-	}
-	return nil
 }
 
 // hijackingResponseWriter makes Hijack return a frameConn with small buffers.

@@ -26,7 +26,7 @@ const (
 	// frameBufKeep bounds the assembly buffer kept between batches (TLS).
 	frameBufKeep = 4 << 10
 	// frameBatchKeep bounds the frames of a batch whose scratch is kept.
-	frameBatchKeep = 64
+	frameBatchKeep = 8
 )
 
 // frameConn is the hijacked connection: the library's writes and our

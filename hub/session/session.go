@@ -320,9 +320,6 @@ func (s *Session) Abort() {
 	})
 }
 
-// Done is closed once the connection is closed.
-func (s *Session) Done() <-chan struct{} { return s.done }
-
 func (s *Session) closingReason() *hub.Disconnect {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -2,7 +2,6 @@ package wire
 
 import (
 	"strconv"
-	"time"
 	"unicode/utf8"
 
 	"chatroom/hub"
@@ -277,6 +276,3 @@ func appendMember(b []byte, m hub.Identity) []byte {
 }
 
 func appendInt(b []byte, n int64) []byte { return strconv.AppendInt(b, n, 10) }
-
-// Time formats t the way events carry it.
-func Time(t time.Time) string { return t.UTC().Format(timeLayout) }

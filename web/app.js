@@ -438,6 +438,21 @@
     }
   });
   for (const [button, panel] of [[el.sidebarToggle, el.sidebar], [el.membersToggle, el.members]]) {
-    button.addEventListener("click", () => button.setAttribute("aria-expanded", String(panel.classList.toggle("open"))));
+    button.addEventListener("click", (e) => {
+      e.stopPropagation();
+      button.setAttribute("aria-expanded", String(panel.classList.toggle("open")));
+    });
   }
+  // At phone width the panels overlay the messages: a tap outside, or
+  // Escape, puts them away.
+  const closePanels = () => {
+    for (const [button, panel] of [[el.sidebarToggle, el.sidebar], [el.membersToggle, el.members]]) {
+      panel.classList.remove("open");
+      button.setAttribute("aria-expanded", "false");
+    }
+  };
+  document.querySelector(".main").addEventListener("click", (e) => {
+    if (!el.members.contains(e.target)) closePanels();
+  });
+  document.addEventListener("keydown", (e) => { if (e.key === "Escape") closePanels(); });
 })();

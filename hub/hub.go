@@ -206,6 +206,22 @@ func (h *Hub) fanOut(ev *Event) {
 	}
 }
 
+// update runs change with h.mu held, then publishes the announcements it
+// returns. Announcing happens only after the lock is released: the lock order
+// (broker, then hub) forbids publishing under it, and this is the one place
+// that keeps to that for every membership change.
+func (h *Hub) update(ctx context.Context, change func() ([]*Event, error)) error {
+	announce, err := func() ([]*Event, error) {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return change()
+	}()
+	for _, ev := range announce {
+		h.publish(ctx, ev)
+	}
+	return err
+}
+
 // Login admits a member under nickname and puts it in the lobby. Before
 // anything else the subscriber receives a KindWelcome event with its
 // identity, then KindJoined for the lobby; then the join is announced there.
@@ -216,32 +232,28 @@ func (h *Hub) Login(ctx context.Context, nickname string, sub Subscriber) (Ident
 		return Identity{}, err
 	}
 	key := foldNickname(nick)
-
-	h.mu.Lock()
-	if h.shutting {
-		h.mu.Unlock()
-		return Identity{}, ErrShuttingDown
+	var self Identity
+	err = h.update(ctx, func() ([]*Event, error) {
+		if h.shutting {
+			return nil, ErrShuttingDown
+		}
+		if _, taken := h.byNick[key]; taken || key == foldNickname(System.Nickname) {
+			return nil, ErrNicknameTaken
+		}
+		h.lastID++
+		m := &member{Identity: Identity{ID: h.lastID, Nickname: nick}, sub: sub}
+		h.byID[m.ID] = m
+		h.byNick[key] = m
+		self = m.Identity
+		// Delivered under the lock so nothing published can overtake them.
+		sub.Deliver(&Event{Kind: KindWelcome, From: System, Subject: self})
+		return h.enterLocked(m, h.roomLocked(Lobby)), nil
+	})
+	if err != nil {
+		return Identity{}, err
 	}
-	if _, taken := h.byNick[key]; taken || key == foldNickname(System.Nickname) {
-		h.mu.Unlock()
-		return Identity{}, ErrNicknameTaken
-	}
-	h.lastID++
-	m := &member{Identity: Identity{ID: h.lastID, Nickname: nick}, sub: sub}
-	h.byID[m.ID] = m
-	h.byNick[key] = m
-	// Delivered under the lock so nothing published can overtake them.
-	sub.Deliver(&Event{Kind: KindWelcome, From: System, Subject: m.Identity})
-	lobby := h.roomLocked(Lobby)
-	h.enterLocked(m, lobby)
-	announce := h.announcedLocked(lobby)
-	h.mu.Unlock()
-
-	h.log.Info("member joined", "id", m.ID, "nickname", nick)
-	if announce {
-		h.publish(ctx, &Event{Kind: KindJoin, Room: Lobby, From: System, Subject: m.Identity})
-	}
-	return m.Identity, nil
+	h.log.Info("member joined", "id", self.ID, "nickname", nick)
+	return self, nil
 }
 
 // JoinRoom puts member id in the named room (created on first join; a
@@ -253,29 +265,22 @@ func (h *Hub) JoinRoom(ctx context.Context, id int64, name string) (string, erro
 	if err != nil {
 		return "", err
 	}
-	h.mu.Lock()
-	m := h.byID[id]
-	switch {
-	case m == nil:
-		h.mu.Unlock()
-		return "", ErrNotMember
-	case slices.Contains(m.rooms, name):
-		h.mu.Unlock()
-		return "", ErrAlreadyInRoom
-	case len(m.rooms) >= h.opts.MaxRoomsPerMember:
-		h.mu.Unlock()
-		return "", fmt.Errorf("%w: at most %d per member", ErrTooManyRooms, h.opts.MaxRoomsPerMember)
-	case h.rooms[name] == nil && len(h.rooms) >= h.opts.MaxRooms:
-		h.mu.Unlock()
-		return "", fmt.Errorf("%w: the server has %d", ErrTooManyRooms, h.opts.MaxRooms)
-	}
-	r := h.roomLocked(name)
-	h.enterLocked(m, r)
-	who, announce := m.Identity, h.announcedLocked(r)
-	h.mu.Unlock()
-
-	if announce {
-		h.publish(ctx, &Event{Kind: KindJoin, Room: name, From: System, Subject: who})
+	err = h.update(ctx, func() ([]*Event, error) {
+		m := h.byID[id]
+		switch {
+		case m == nil:
+			return nil, ErrNotMember
+		case slices.Contains(m.rooms, name):
+			return nil, ErrAlreadyInRoom
+		case len(m.rooms) >= h.opts.MaxRoomsPerMember:
+			return nil, fmt.Errorf("%w: at most %d per member", ErrTooManyRooms, h.opts.MaxRoomsPerMember)
+		case h.rooms[name] == nil && len(h.rooms) >= h.opts.MaxRooms:
+			return nil, fmt.Errorf("%w: the server has %d", ErrTooManyRooms, h.opts.MaxRooms)
+		}
+		return h.enterLocked(m, h.roomLocked(name)), nil
+	})
+	if err != nil {
+		return "", err
 	}
 	return name, nil
 }
@@ -287,22 +292,20 @@ func (h *Hub) LeaveRoom(ctx context.Context, id int64, name string) (string, err
 	if err != nil {
 		return "", err
 	}
-	h.mu.Lock()
-	m := h.byID[id]
-	if m == nil {
-		h.mu.Unlock()
-		return "", ErrNotMember
-	}
-	if !h.exitLocked(m, name) {
-		h.mu.Unlock()
-		return "", ErrNotInRoom
-	}
-	m.sub.Deliver(&Event{Kind: KindLeft, Room: name, From: System, Subject: m.Identity})
-	who, announce := m.Identity, h.announcedLocked(h.rooms[name])
-	h.mu.Unlock()
-
-	if announce {
-		h.publish(ctx, &Event{Kind: KindLeave, Room: name, From: System, Subject: who, Reason: DisconnectLeft.Reason})
+	err = h.update(ctx, func() ([]*Event, error) {
+		m := h.byID[id]
+		if m == nil {
+			return nil, ErrNotMember
+		}
+		was, leave := h.exitLocked(m, name, DisconnectLeft.Reason)
+		if !was {
+			return nil, ErrNotInRoom
+		}
+		m.sub.Deliver(&Event{Kind: KindLeft, Room: name, From: System, Subject: m.Identity})
+		return leave, nil
+	})
+	if err != nil {
+		return "", err
 	}
 	return name, nil
 }
@@ -311,31 +314,27 @@ func (h *Hub) LeaveRoom(ctx context.Context, id int64, name string) (string, err
 // leave with reason in each. Logging out twice is a no-op. During shutdown
 // leaves are not announced: everyone is leaving.
 func (h *Hub) Logout(ctx context.Context, id int64, reason string) {
-	h.mu.Lock()
-	m, ok := h.byID[id]
-	if !ok {
-		h.mu.Unlock()
-		return
-	}
-	var rooms []string // those to announce the leave in
-	for _, name := range slices.Clone(m.rooms) {
-		h.exitLocked(m, name)
-		if h.announcedLocked(h.rooms[name]) {
-			rooms = append(rooms, name)
+	var who Identity
+	_ = h.update(ctx, func() ([]*Event, error) {
+		m, ok := h.byID[id]
+		if !ok {
+			return nil, nil
 		}
-	}
-	delete(h.byID, id)
-	delete(h.byNick, foldNickname(m.Nickname))
-	shutting := h.shutting
-	who := m.Identity
-	h.mu.Unlock()
-
-	h.log.Info("member left", "id", id, "nickname", who.Nickname, "reason", reason)
-	if shutting {
-		return
-	}
-	for _, name := range rooms {
-		h.publish(ctx, &Event{Kind: KindLeave, Room: name, From: System, Subject: who, Reason: reason})
+		who = m.Identity
+		var leaves []*Event
+		for _, name := range slices.Clone(m.rooms) {
+			_, leave := h.exitLocked(m, name, reason)
+			leaves = append(leaves, leave...)
+		}
+		delete(h.byID, id)
+		delete(h.byNick, foldNickname(m.Nickname))
+		if h.shutting {
+			return nil, nil
+		}
+		return leaves, nil
+	})
+	if who.ID != 0 {
+		h.log.Info("member left", "id", id, "nickname", who.Nickname, "reason", reason)
 	}
 }
 
@@ -387,27 +386,31 @@ func (h *Hub) Rename(ctx context.Context, id int64, nickname string) (Identity, 
 		return Identity{}, err
 	}
 	key := foldNickname(nick)
-	h.mu.Lock()
-	m := h.byID[id]
-	if m == nil {
-		h.mu.Unlock()
-		return Identity{}, ErrNotMember
+	var who Identity
+	var old string
+	err = h.update(ctx, func() ([]*Event, error) {
+		m := h.byID[id]
+		if m == nil {
+			return nil, ErrNotMember
+		}
+		if other, taken := h.byNick[key]; (taken && other != m) || key == foldNickname(System.Nickname) {
+			return nil, ErrNicknameTaken
+		}
+		old = m.Nickname
+		delete(h.byNick, foldNickname(old))
+		m.Nickname = nick
+		h.byNick[key] = m
+		who = m.Identity
+		renames := make([]*Event, 0, len(m.rooms))
+		for _, name := range m.rooms {
+			renames = append(renames, &Event{Kind: KindRename, Room: name, From: System, Subject: who, OldNickname: old})
+		}
+		return renames, nil
+	})
+	if err != nil {
+		return Identity{}, err
 	}
-	if other, taken := h.byNick[key]; (taken && other != m) || key == foldNickname(System.Nickname) {
-		h.mu.Unlock()
-		return Identity{}, ErrNicknameTaken
-	}
-	old := m.Nickname
-	delete(h.byNick, foldNickname(old))
-	m.Nickname = nick
-	h.byNick[key] = m
-	who, rooms := m.Identity, slices.Clone(m.rooms)
-	h.mu.Unlock()
-
 	h.log.Info("member renamed", "id", id, "old", old, "nickname", nick)
-	for _, name := range rooms {
-		h.publish(ctx, &Event{Kind: KindRename, Room: name, From: System, Subject: who, OldNickname: old})
-	}
 	return who, nil
 }
 
@@ -538,8 +541,9 @@ func (h *Hub) roomLocked(name string) *room {
 
 // enterLocked adds m to r and sends it the room's members and history, both
 // taken under the write lock so that the next event it gets from r is the
-// first one after that history.
-func (h *Hub) enterLocked(m *member, r *room) {
+// first one after that history. It returns the join to announce (none in a
+// room too big for announcements).
+func (h *Hub) enterLocked(m *member, r *room) []*Event {
 	r.index[m.ID] = len(r.members)
 	r.members = append(r.members, m)
 	m.rooms = append(m.rooms, r.name)
@@ -549,13 +553,19 @@ func (h *Hub) enterLocked(m *member, r *room) {
 	}
 	m.sub.Deliver(&Event{Kind: KindJoined, Room: r.name, From: System, Subject: m.Identity,
 		Members: identities(r.members), History: recent})
+	if !h.announcedLocked(r) {
+		return nil
+	}
+	return []*Event{{Kind: KindJoin, Room: r.name, From: System, Subject: m.Identity}}
 }
 
-// exitLocked removes m from the named room and reports whether it was there.
-func (h *Hub) exitLocked(m *member, name string) bool {
+// exitLocked removes m from the named room, reporting whether it was there
+// and returning the leave to announce (none in a room too big for
+// announcements).
+func (h *Hub) exitLocked(m *member, name, reason string) (was bool, announce []*Event) {
 	i := slices.Index(m.rooms, name)
 	if i < 0 {
-		return false
+		return false, nil
 	}
 	m.rooms = slices.Delete(m.rooms, i, i+1)
 	r := h.rooms[name]
@@ -566,7 +576,10 @@ func (h *Hub) exitLocked(m *member, name string) bool {
 	r.members[len(r.members)-1] = nil
 	r.members = r.members[:len(r.members)-1]
 	delete(r.index, m.ID)
-	return true
+	if !h.announcedLocked(r) {
+		return true, nil
+	}
+	return true, []*Event{{Kind: KindLeave, Room: name, From: System, Subject: m.Identity, Reason: reason}}
 }
 
 func identities(ms []*member) []Identity {

@@ -34,7 +34,7 @@ const (
 type frameConn struct {
 	net.Conn
 
-	mu       sync.Mutex // serialises writes; guards the fields below
+	mu       sync.Mutex // serialises writes (held during them: it is this socket's own write lock, never a hub or queue lock); guards the fields below
 	deadline time.Time  // the write deadline in force (zero: none)
 	hdr      []byte     // frame headers of the batch being written
 	iov      net.Buffers

@@ -185,10 +185,9 @@ type Session struct {
 
 	// Owned by the reader goroutine.
 	self     hub.Identity
-	joined   bool
 	requests *rate.Limiter // nil: unlimited
 	refusals *rate.Limiter
-	loggedIn atomic.Bool // joined, for the login timer
+	loggedIn atomic.Bool // set once by the reader; read by the login timer too
 
 	notBefore time.Time // original protocol: no write before this; owned by the writer
 
@@ -246,7 +245,7 @@ func (s *Session) Run(ctx context.Context) {
 	if d := s.closingReason(); d != nil {
 		reason = *d // the writer's reason (say, slow consumer) is the real one
 	}
-	if s.joined {
+	if s.loggedIn.Load() {
 		s.hub.Logout(ctx, s.self.ID, reason.Reason)
 	}
 	s.Disconnect(reason)
@@ -455,7 +454,7 @@ func (s *Session) handle(ctx context.Context, frame []byte) {
 		s.login(ctx, req)
 		return
 	}
-	if !s.joined {
+	if !s.loggedIn.Load() {
 		s.refuse(req, hub.ErrNotMember)
 		return
 	}
@@ -530,7 +529,7 @@ func (s *Session) serve(ctx context.Context, req wire.Request) error {
 const maxHistoryPage = 200
 
 func (s *Session) login(ctx context.Context, req wire.Request) {
-	if s.joined {
+	if s.loggedIn.Load() {
 		s.refuse(req, errAlreadyLoggedIn)
 		return
 	}
@@ -544,7 +543,7 @@ func (s *Session) login(ctx context.Context, req wire.Request) {
 		s.reply(wire.LoginError(err.Error(), req.Extended()))
 		return
 	}
-	s.self, s.joined = self, true
+	s.self = self
 	s.loggedIn.Store(true)
 	s.opts.Observer.LoggedIn()
 }
@@ -565,7 +564,7 @@ func (s *Session) refuse(req wire.Request, err error) {
 	switch {
 	case s.isExtended() || req.Extended():
 		s.reply(wire.Error(req.Type, err.Error()))
-	case s.joined:
+	case s.loggedIn.Load():
 		s.reply(wire.OriginalError(err.Error())...)
 	}
 }

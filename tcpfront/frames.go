@@ -4,6 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"sync"
+	"syscall"
 )
 
 // errFrameTooLarge is returned when a request exceeds the size limit before
@@ -20,6 +23,14 @@ var errFrameTooLarge = errors.New("request too large")
 type frameReader struct {
 	r   io.Reader
 	max int
+	// raw is set when r is a socket: between requests the reader then holds
+	// no buffer, waiting for the socket to be readable before it takes one
+	// from readBufs (pooled). An idle connection costs no read buffer.
+	raw     syscall.RawConn
+	readRaw func(fd uintptr) bool // f.readSocket, bound once
+	rawErr  error                 // readSocket's error
+	pooled  *[]byte               // buf is this pool buffer (nil: buf is not pooled)
+
 	buf []byte
 	// buf[start:end] is unconsumed input; buf[start:scan] has been scanned.
 	start, scan, end int
@@ -30,8 +41,24 @@ type frameReader struct {
 	junk     bool // the frame does not start with '{': read to end of line
 }
 
+// readBufSize is the size of the pooled read buffers: a typical request in
+// one read.
+const readBufSize = 512
+
+var readBufs = sync.Pool{New: func() any {
+	b := make([]byte, readBufSize)
+	return &b
+}}
+
 func newFrameReader(r io.Reader, max int) *frameReader {
-	return &frameReader{r: r, max: max}
+	f := &frameReader{r: r, max: max}
+	if sc, ok := r.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			f.raw = raw
+			f.readRaw = f.readSocket
+		}
+	}
+	return f
 }
 
 // Next returns the next frame, valid until the following call.
@@ -40,13 +67,13 @@ func (f *frameReader) Next() ([]byte, error) {
 	for {
 		if frame, ok := f.scanFrame(); ok {
 			if len(frame) > f.max {
-				return nil, fmt.Errorf("%w: over %d bytes", errFrameTooLarge, f.max)
+				return nil, f.tooLarge()
 			}
 			return frame, nil
 		}
 		// An unfinished frame this long can only end up over the limit.
 		if f.scan-f.start >= f.max {
-			return nil, fmt.Errorf("%w: over %d bytes", errFrameTooLarge, f.max)
+			return nil, f.tooLarge()
 		}
 		if err := f.fill(); err != nil {
 			return nil, err
@@ -54,24 +81,24 @@ func (f *frameReader) Next() ([]byte, error) {
 	}
 }
 
-// fill reads more input, compacting or growing the buffer (up to max plus one
-// read) as needed.
+// tooLarge is the error for a request over the limit. It is not inlined so
+// that fmt's frame stays off the read path (see Server.serveConn).
+//
+//go:noinline
+func (f *frameReader) tooLarge() error {
+	return fmt.Errorf("%w: over %d bytes", errFrameTooLarge, f.max)
+}
+
+// fill reads more input. An idle connection's goroutine is parked in here,
+// so it keeps its own frame small (see Server.serveConn).
 func (f *frameReader) fill() error {
-	if f.start > 0 && (f.start == f.end || f.end == len(f.buf)) {
-		n := copy(f.buf, f.buf[f.start:f.end])
-		f.scan -= f.start
-		f.end = n
-		f.start = 0
+	if f.raw != nil && f.buf == nil {
+		return f.fillFromSocket()
 	}
-	if f.end == len(f.buf) {
-		size := max(2*len(f.buf), 512)
-		size = min(size, f.max+512)
-		if size <= len(f.buf) {
-			return fmt.Errorf("%w: over %d bytes", errFrameTooLarge, f.max)
+	if f.end == len(f.buf) || f.start > 0 && f.start == f.end {
+		if err := f.makeRoom(); err != nil {
+			return err
 		}
-		grown := make([]byte, size)
-		copy(grown, f.buf[:f.end])
-		f.buf = grown
 	}
 	n, err := f.r.Read(f.buf[f.end:])
 	f.end += n
@@ -84,6 +111,34 @@ func (f *frameReader) fill() error {
 	return err
 }
 
+// makeRoom compacts the buffer or grows it (up to max plus one read) so that
+// there is room to read into. Not inlined, to keep fill's frame small.
+//
+//go:noinline
+func (f *frameReader) makeRoom() error {
+	if f.start > 0 && (f.start == f.end || f.end == len(f.buf)) {
+		n := copy(f.buf, f.buf[f.start:f.end])
+		f.scan -= f.start
+		f.end = n
+		f.start = 0
+	}
+	if f.end == len(f.buf) {
+		size := max(2*len(f.buf), 512)
+		size = min(size, f.max+512)
+		if size <= len(f.buf) {
+			return f.tooLarge()
+		}
+		grown := make([]byte, size)
+		copy(grown, f.buf[:f.end])
+		f.buf = grown
+		if f.pooled != nil {
+			readBufs.Put(f.pooled)
+			f.pooled = nil
+		}
+	}
+	return nil
+}
+
 // scanFrame advances the scan over buffered input and returns a complete
 // frame if one ends there.
 func (f *frameReader) scanFrame() ([]byte, bool) {
@@ -92,10 +147,10 @@ func (f *frameReader) scanFrame() ([]byte, bool) {
 		f.scan++
 		switch {
 		case f.scan-1 == f.start: // first byte of a frame
-			switch c {
-			case ' ', '\t', '\r', '\n':
+			switch {
+			case isSeparator(c):
 				f.start++ // skip separators between objects
-			case '{':
+			case c == '{':
 				f.depth = 1
 			default:
 				f.junk = true
@@ -127,6 +182,10 @@ func (f *frameReader) scanFrame() ([]byte, bool) {
 	return nil, false
 }
 
+func isSeparator(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\r' || c == '\n'
+}
+
 func (f *frameReader) take() []byte {
 	frame := f.buf[f.start:f.scan]
 	f.start = f.scan
@@ -134,11 +193,62 @@ func (f *frameReader) take() []byte {
 	return frame
 }
 
-// release drops a buffer that a large request grew, once it is empty, so an
-// idle connection keeps only a small one. Call it only after the last frame
-// has been used.
+// release gives up the buffer once everything in it is used: a socket's
+// goes back to the pool (or, grown by a large request, to the collector);
+// another reader keeps a small one. Call it only after the last frame has
+// been used.
 func (f *frameReader) release() {
-	if f.start == f.end && len(f.buf) > 4096 {
-		f.buf, f.start, f.scan, f.end = nil, 0, 0, 0
+	// Separators after the last frame (a client's newline) are used too.
+	for f.scan == f.start && f.start < f.end && isSeparator(f.buf[f.start]) {
+		f.start++
+		f.scan++
+	}
+	if f.start != f.end || f.buf == nil || f.raw == nil && len(f.buf) <= 4096 {
+		return
+	}
+	if f.pooled != nil {
+		readBufs.Put(f.pooled)
+		f.pooled = nil
+	}
+	f.buf, f.start, f.scan, f.end = nil, 0, 0, 0
+}
+
+// fillFromSocket waits until the socket has input, then reads it into a
+// pooled buffer. The reader holds no buffer while it waits.
+func (f *frameReader) fillFromSocket() error {
+	if err := f.raw.Read(f.readRaw); err != nil {
+		return err
+	}
+	if f.rawErr != nil {
+		err := f.rawErr
+		f.rawErr = nil
+		return err
+	}
+	return nil
+}
+
+// readSocket is the raw read's callback: it reads what the socket has into
+// a pooled buffer, or reports false (wait for input) when it has nothing.
+func (f *frameReader) readSocket(fd uintptr) bool {
+	bp := readBufs.Get().(*[]byte)
+	for {
+		n, err := syscall.Read(int(fd), *bp)
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err == syscall.EAGAIN:
+			readBufs.Put(bp)
+			return false
+		case err != nil:
+			readBufs.Put(bp)
+			f.rawErr = os.NewSyscallError("read", err)
+		case n == 0:
+			readBufs.Put(bp)
+			f.rawErr = io.EOF
+		default:
+			f.buf, f.pooled = *bp, bp
+			f.start, f.scan, f.end = 0, 0, n
+		}
+		return true
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -103,4 +104,64 @@ func FuzzFrameReader(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestFrameReaderOnASocket reads frames from a real TCP connection, where the
+// reader waits for input holding no buffer and reads into pooled ones:
+// objects split over writes, several in one write, one larger than a pooled
+// buffer, then the peer's close.
+func TestFrameReaderOnASocket(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	server, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+
+	big := `{"message":"` + strings.Repeat("x", 3*readBufSize) + `"}`
+	steps := []struct {
+		write string
+		want  []string // the frames the write completes
+	}{
+		{`{"a":`, nil},
+		{`1}{"b":2}` + "\n" + `{"c"`, []string{`{"a":1}`, `{"b":2}`}},
+		{`:"}"}`, []string{`{"c":"}"}`}},
+		{big, []string{big}},
+		{`{"d":4}` + "\r\n", []string{`{"d":4}`}}, // the separator is used up too
+	}
+	fr := newFrameReader(server, 64<<10)
+	if fr.raw == nil {
+		t.Fatal("a TCP connection should be read through its raw connection")
+	}
+	for i, step := range steps {
+		if _, err := client.Write([]byte(step.write)); err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range step.want {
+			f, err := fr.Next()
+			if err != nil {
+				t.Fatalf("write %d: %v", i, err)
+			}
+			if string(f) != want {
+				t.Fatalf("write %d: got %.40q, want %.40q", i, f, want)
+			}
+		}
+	}
+	fr.release()
+	if fr.buf != nil || fr.pooled != nil {
+		t.Fatalf("an idle reader holds a %d-byte buffer", cap(fr.buf))
+	}
+	client.Close()
+	if _, err := fr.Next(); !errors.Is(err, io.EOF) {
+		t.Fatalf("after the peer closed: %v, want EOF", err)
+	}
 }

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"chatroom/hub/session"
 )
 
 // The WebSocket library writes each message with its own lock, context and
@@ -23,10 +25,6 @@ import (
 const (
 	wsReadBuffer  = 1024
 	wsWriteBuffer = 512
-	// frameBufKeep bounds the assembly buffer kept between batches (TLS).
-	frameBufKeep = 4 << 10
-	// frameBatchKeep bounds the frames of a batch whose scratch is kept.
-	frameBatchKeep = 8
 )
 
 // frameConn is the hijacked connection: the library's writes and our
@@ -34,11 +32,8 @@ const (
 type frameConn struct {
 	net.Conn
 
-	mu       sync.Mutex // serialises writes (held during them: it is this socket's own write lock, never a hub or queue lock); guards the fields below
+	mu       sync.Mutex // serialises writes (held during them: it is this socket's own write lock, never a hub or queue lock); guards deadline
 	deadline time.Time  // the write deadline in force (zero: none)
-	hdr      []byte     // frame headers of the batch being written
-	iov      net.Buffers
-	buf      []byte // a batch assembled in one piece, where writev is not available
 }
 
 // Write is the library's path (pongs, pings, the close frame): one whole
@@ -57,11 +52,10 @@ func (c *frameConn) Write(p []byte) (int, error) {
 }
 
 // writeTextMessages writes each payload as an unfragmented, unmasked
-// WebSocket text frame (server to client), all in one write, by deadline:
-// writev of header and payload pairs on TCP, so no payload is copied. It
-// bypasses the library's per-message write (a lock, a context and a flush
-// each); the library's own frames go through Write above, whole, under the
-// same lock, so frames never interleave.
+// WebSocket text frame (server to client), all in one write (per 32 KiB), by
+// deadline. It bypasses the library's per-message write (a lock, a context
+// and a flush each); the library's own frames go through Write above, whole,
+// under the same lock, so frames never interleave.
 func (c *frameConn) writeTextMessages(payloads [][]byte, deadline time.Time) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -73,53 +67,7 @@ func (c *frameConn) writeTextMessages(payloads [][]byte, deadline time.Time) err
 		}
 		c.deadline = deadline
 	}
-	c.hdr = c.hdr[:0]
-	for _, p := range payloads {
-		c.hdr = appendTextFrameHeader(c.hdr, len(p))
-	}
-	var err error
-	if _, ok := c.Conn.(*net.TCPConn); ok {
-		iov, off := c.iov[:0], 0
-		for _, p := range payloads {
-			n := textFrameHeaderLen(len(p))
-			iov = append(iov, c.hdr[off:off+n], p)
-			off += n
-		}
-		bufs := iov // WriteTo consumes its receiver
-		_, err = bufs.WriteTo(c.Conn)
-		clear(iov) // drop references to the payloads
-		c.iov = iov[:0]
-	} else { // TLS: one buffer, one record write
-		c.buf = c.buf[:0]
-		off := 0
-		for _, p := range payloads {
-			n := textFrameHeaderLen(len(p))
-			c.buf = append(append(c.buf, c.hdr[off:off+n]...), p...)
-			off += n
-		}
-		_, err = c.Conn.Write(c.buf)
-		if cap(c.buf) > frameBufKeep {
-			c.buf = nil
-		}
-	}
-	if cap(c.iov) > 2*frameBatchKeep {
-		c.iov, c.hdr = nil, nil
-	}
-	if err != nil {
-		return fmt.Errorf("write: %w", err)
-	}
-	return nil
-}
-
-// textFrameHeaderLen is the size of appendTextFrameHeader's output for n.
-func textFrameHeaderLen(n int) int {
-	switch {
-	case n < 126:
-		return 2
-	case n < 1<<16:
-		return 4
-	}
-	return 10
+	return session.WriteBatch(c.Conn, payloads, appendTextFrameHeader)
 }
 
 // appendTextFrameHeader appends the header of a final, unmasked text frame

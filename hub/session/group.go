@@ -23,29 +23,39 @@ type Group struct {
 }
 
 // Run runs s until it ends. It refuses (aborting s's connection) once the
-// group is shutting down.
+// group is shutting down. Its frame stays on the session's stack while the
+// connection idles, so the bookkeeping is in callees (see Session.Run).
 func (g *Group) Run(ctx context.Context, s *Session) error {
-	g.mu.Lock()
-	if g.closed {
-		g.mu.Unlock()
+	if !g.add(s) {
 		s.conn.Abort()
 		return ErrGroupClosed
+	}
+	defer g.remove(s)
+	s.Run(ctx)
+	return nil
+}
+
+//go:noinline
+func (g *Group) add(s *Session) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return false
 	}
 	if g.sessions == nil {
 		g.sessions = make(map[*Session]struct{})
 	}
 	g.sessions[s] = struct{}{}
 	g.wg.Add(1)
-	g.mu.Unlock()
+	return true
+}
 
-	defer func() {
-		g.mu.Lock()
-		delete(g.sessions, s)
-		g.mu.Unlock()
-		g.wg.Done()
-	}()
-	s.Run(ctx)
-	return nil
+//go:noinline
+func (g *Group) remove(s *Session) {
+	g.mu.Lock()
+	delete(g.sessions, s)
+	g.mu.Unlock()
+	g.wg.Done()
 }
 
 // Len returns the number of live sessions.

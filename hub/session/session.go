@@ -188,6 +188,9 @@ type Session struct {
 	requests *rate.Limiter // nil: unlimited
 	refusals *rate.Limiter
 	loggedIn atomic.Bool // set once by the reader; read by the login timer too
+	// loginTimer enforces LoginTimeout; dropped at login, so that an idle
+	// member does not keep it.
+	loginTimer *time.Timer
 
 	notBefore time.Time // original protocol: no write before this; owned by the writer
 
@@ -201,10 +204,9 @@ type Session struct {
 
 	writing bool // a writer goroutine is running; it exits when the queue is empty
 
-	done      chan struct{} // closed once the connection is closed
-	aborted   chan struct{}
-	abortOnce sync.Once
-	doneOnce  sync.Once
+	done     chan struct{} // closed once the connection is closed
+	aborted  atomic.Bool   // set once by Abort: write nothing more
+	doneOnce sync.Once
 }
 
 // item is one queued thing to write: a room event, encoded by the writer in
@@ -224,7 +226,6 @@ func New(h *hub.Hub, conn Conn, opts Options) *Session {
 		log:      opts.Logger,
 		refusals: rate.NewLimiter(1, opts.RefusalBurst),
 		done:     make(chan struct{}),
-		aborted:  make(chan struct{}),
 	}
 	if opts.RequestRate > 0 {
 		s.requests = rate.NewLimiter(rate.Limit(opts.RequestRate), opts.RequestBurst)
@@ -234,14 +235,44 @@ func New(h *hub.Hub, conn Conn, opts Options) *Session {
 
 // Run serves the connection until it ends, then leaves the room. It returns
 // once the connection is closed and both goroutines are done.
+//
+// An idle connection's goroutine spends its life parked in the read under
+// Run, and the runtime shrinks a stack only while less than a quarter of it
+// is in use; so the frames from Run down to the front's read stay small, and
+// the work (requests, setup, teardown) happens in callees that have returned
+// by the time the goroutine parks. That lets an idle connection's stack
+// shrink back to 4 KiB after a burst of work (logging in grows it to 8):
+// the least for a goroutine parked in a socket read, since the runtime
+// counts 800 bytes of guard on top of the frames in use.
 func (s *Session) Run(ctx context.Context) {
-	loginTimer := time.AfterFunc(s.opts.LoginTimeout, func() {
+	s.start()
+	reason := s.safeReadLoop(ctx)
+	s.finish(ctx, reason)
+}
+
+// start arms the login deadline.
+//
+//go:noinline
+func (s *Session) start() {
+	s.loginTimer = time.AfterFunc(s.opts.LoginTimeout, func() {
 		if !s.loggedIn.Load() {
 			s.Disconnect(hub.Disconnect{Code: hub.CodeTimeout, Reason: "did not log in within " + s.opts.LoginTimeout.String()})
 		}
 	})
-	reason := s.safeReadLoop(ctx)
-	loginTimer.Stop()
+}
+
+func (s *Session) stopLoginTimer() {
+	if s.loginTimer != nil {
+		s.loginTimer.Stop()
+		s.loginTimer = nil
+	}
+}
+
+// finish leaves the hub, closes the connection and waits for the writer.
+//
+//go:noinline
+func (s *Session) finish(ctx context.Context, reason hub.Disconnect) {
+	s.stopLoginTimer()
 	if d := s.closingReason(); d != nil {
 		reason = *d // the writer's reason (say, slow consumer) is the real one
 	}
@@ -258,17 +289,23 @@ func (s *Session) Run(ctx context.Context) {
 
 // safeReadLoop is readLoop with a panic contained to this connection.
 func (s *Session) safeReadLoop(ctx context.Context) (reason hub.Disconnect) {
-	defer func() {
-		if p := recover(); p != nil {
-			s.logAt(slog.LevelError, "panic serving connection", "panic", p, "stack", string(debug.Stack()))
-			reason = hub.Disconnect{Code: hub.CodeInternal, Reason: "internal error"}
-			s.mu.Lock()
-			s.closeLocked(reason, true)
-			s.mu.Unlock()
-			s.Abort()
-		}
-	}()
+	defer s.recoverReader(&reason)
 	return s.readLoop(ctx)
+}
+
+// recoverReader, deferred by the reader, turns a panic into an internal
+// error that ends this connection only.
+func (s *Session) recoverReader(reason *hub.Disconnect) {
+	p := recover()
+	if p == nil {
+		return
+	}
+	s.logAt(slog.LevelError, "panic serving connection", "panic", p, "stack", string(debug.Stack()))
+	*reason = hub.Disconnect{Code: hub.CodeInternal, Reason: "internal error"}
+	s.mu.Lock()
+	s.closeLocked(*reason, true)
+	s.mu.Unlock()
+	s.Abort()
 }
 
 // Deliver implements hub.Subscriber: it queues ev without blocking. A member
@@ -313,10 +350,9 @@ func (s *Session) Disconnect(reason hub.Disconnect) {
 
 // Abort closes the connection at once, dropping anything unwritten.
 func (s *Session) Abort() {
-	s.abortOnce.Do(func() {
-		close(s.aborted)
+	if s.aborted.CompareAndSwap(false, true) {
 		s.conn.Abort()
-	})
+	}
 }
 
 func (s *Session) closingReason() *hub.Disconnect {
@@ -387,32 +423,49 @@ func (s *Session) isExtended() bool {
 	return s.extended
 }
 
-// readLoop reads and handles requests until the connection ends, and says why.
+// readLoop reads and handles requests until the connection ends, and says
+// why. Its frame is on every idle connection's stack: keep it small (see Run).
 func (s *Session) readLoop(ctx context.Context) hub.Disconnect {
 	for {
 		frame, err := s.conn.ReadFrame()
 		if err != nil {
-			var d hub.Disconnect
-			switch {
-			case errors.As(err, &d):
-				return d
-			case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), errors.Is(err, syscall.ECONNRESET):
-				// A reset is how a client that closes with unread data
-				// leaves; to the room it is a plain leave.
-				return hub.DisconnectLeft
-			}
-			s.logAt(slog.LevelDebug, "read failed", "id", s.self.ID, "err", err)
-			return hub.Disconnect{Code: hub.CodeReadFailed, Reason: "connection lost"}
+			return s.readFailed(err)
 		}
-		if s.requests != nil && !s.requests.Allow() {
-			s.refuse(wire.Request{Type: "?"}, errRateLimited)
-		} else {
-			s.handle(ctx, frame)
-		}
-		if d := s.closingReason(); d != nil && d.Code == hub.CodeAbuse {
-			return *d
+		if s.serveFrame(ctx, frame) {
+			return *s.closingReason()
 		}
 	}
+}
+
+// serveFrame handles one request frame and reports whether the session must
+// stop reading (it was cut off for abuse).
+//
+//go:noinline
+func (s *Session) serveFrame(ctx context.Context, frame []byte) (stop bool) {
+	if s.requests != nil && !s.requests.Allow() {
+		s.refuse(wire.Request{Type: "?"}, errRateLimited)
+	} else {
+		s.handle(ctx, frame)
+	}
+	d := s.closingReason()
+	return d != nil && d.Code == hub.CodeAbuse
+}
+
+// readFailed says why reading ended with err.
+//
+//go:noinline
+func (s *Session) readFailed(err error) hub.Disconnect {
+	var d hub.Disconnect
+	switch {
+	case errors.As(err, &d):
+		return d
+	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), errors.Is(err, syscall.ECONNRESET):
+		// A reset is how a client that closes with unread data leaves; to
+		// the room it is a plain leave.
+		return hub.DisconnectLeft
+	}
+	s.logAt(slog.LevelDebug, "read failed", "id", s.self.ID, "err", err)
+	return hub.Disconnect{Code: hub.CodeReadFailed, Reason: "connection lost"}
 }
 
 // Refusals the session itself makes.
@@ -545,6 +598,7 @@ func (s *Session) login(ctx context.Context, req wire.Request) {
 	}
 	s.self = self
 	s.loggedIn.Store(true)
+	s.stopLoginTimer()
 	s.opts.Observer.LoggedIn()
 }
 
@@ -671,10 +725,8 @@ const spareCap = 8
 // closes the connection and marks the session done.
 func (s *Session) closeConn(d hub.Disconnect, extended bool) {
 	defer s.doneOnce.Do(func() { close(s.done) })
-	select {
-	case <-s.aborted:
+	if s.aborted.Load() {
 		return
-	default:
 	}
 	switch d.Code {
 	case hub.CodeSlowConsumer, hub.CodeBadInput, hub.CodeTimeout, hub.CodeAbuse:
@@ -709,10 +761,8 @@ func (s *Session) writePaced(frames [][]byte, notBefore *time.Time) bool {
 
 // write writes frames; on failure it closes the session and reports false.
 func (s *Session) write(frames [][]byte) bool {
-	select {
-	case <-s.aborted:
+	if s.aborted.Load() {
 		return false
-	default:
 	}
 	deadline := time.Now().Add(s.opts.WriteTimeout)
 	s.opts.Observer.Wrote(len(frames))
@@ -728,14 +778,9 @@ func (s *Session) write(frames [][]byte) bool {
 	return true
 }
 
-// pause waits d unless the session is aborted first.
+// pause waits d, and reports whether the session may still write (it was
+// not aborted meanwhile; d is at most LoginGap, so a brief wait).
 func (s *Session) pause(d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-s.aborted:
-		return false
-	}
+	time.Sleep(d)
+	return !s.aborted.Load()
 }

@@ -21,6 +21,8 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -41,6 +43,7 @@ type config struct {
 	sources        int
 	settle         time.Duration
 	gcURL          string
+	goReaders      bool
 }
 
 func main() {
@@ -59,7 +62,20 @@ func main() {
 	flag.IntVar(&cfg.sources, "sources", 1, "loopback source addresses to spread connections over (127.0.0.1 .. 127.0.0.N)")
 	flag.DurationVar(&cfg.settle, "settle", time.Second, "idle time that counts as settled after connecting")
 	flag.StringVar(&cfg.gcURL, "gc-url", "", "URL to GET before measuring idle RSS, to make the server collect the connect phase's garbage (chatd -debug-addr A: http://A/debug/pprof/heap?gc=1)")
+	flag.BoolVar(&cfg.goReaders, "goroutine-readers", false, "read each TCP client on a goroutine of its own rather than through epoll (Linux), as a naive load generator would")
+	cpuProfile := flag.String("cpuprofile", "", "write the load tool's own CPU profile to this file (to see whether it is the bottleneck)")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "chatbench: cpuprofile:", err)
+			os.Exit(2)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	if cfg.wsClients < 0 || cfg.wsClients > cfg.clients {
 		cfg.wsClients = cfg.clients
 	}
@@ -72,6 +88,7 @@ func main() {
 	res, err := run(ctx, cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "chatbench:", err)
+		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 	res.print(os.Stdout)
@@ -157,6 +174,12 @@ func run(ctx context.Context, cfg config) (res *result, err error) {
 			}
 		}
 	}
+	// TCP clients are read through epoll where there is one: cheap per
+	// delivery, so the tool takes less of the CPU it shares with the server.
+	var pollers []*poller
+	if !cfg.goReaders && cfg.wsClients < cfg.clients {
+		pollers, _ = newPollers(runtime.GOMAXPROCS(0)) // nil: goroutines it is
+	}
 	start := time.Now()
 	var connectErr atomic.Value
 	var wg, readers sync.WaitGroup
@@ -178,12 +201,19 @@ func run(ctx context.Context, cfg config) (res *result, err error) {
 			clients[i] = c
 			// Read from the start: the joins of later clients are announced
 			// to this one, and a client that does not read gets dropped.
+			if tw, ok := w.(*tcpWire); ok && pollers != nil {
+				if err := pollers[i%len(pollers)].add(c, tw); err != nil {
+					connectErr.CompareAndSwap(nil, fmt.Errorf("client %d: %w", i, err))
+				}
+				return
+			}
 			readers.Go(c.read)
 		})
 	}
 	wg.Wait()
 	res.ConnectSeconds = time.Since(start).Seconds()
 	if err, _ := connectErr.Load().(error); err != nil {
+		stopPollers(pollers)
 		closeAll()
 		readers.Wait()
 		return res, err
@@ -194,8 +224,9 @@ func run(ctx context.Context, cfg config) (res *result, err error) {
 		senders[i] = &sender{c: clients[i]}
 	}
 	// Closing the connections ends the readers; only then are their
-	// histograms ours to merge.
+	// histograms ours to merge. Pollers stop first: a closed fd may be reused.
 	defer func() {
+		stopPollers(pollers)
 		closeAll()
 		readers.Wait()
 		var h histogram
@@ -233,25 +264,31 @@ func run(ctx context.Context, cfg config) (res *result, err error) {
 	return res, load(ctx, clients, senders, cfg, res)
 }
 
-// read consumes the server's objects, recording benchmark messages.
+// read consumes the server's objects on a goroutine of the client's own.
 func (c *client) read() {
 	for {
 		obj, err := c.w.next()
 		if err != nil {
 			return
 		}
-		c.objects.Add(1)
-		s, seq, sent, ok := parsePayload(obj)
-		if !ok || s >= len(c.lastSeq) {
-			continue
-		}
-		c.hist.record(time.Duration(time.Now().UnixNano() - sent))
-		if seq != c.lastSeq[s]+1 {
-			c.disorder.Add(1)
-		}
-		c.lastSeq[s] = seq
-		c.got.Add(1)
+		c.handle(obj)
 	}
+}
+
+// handle takes one object from the server, recording a benchmark message.
+// Only the client's reader (its goroutine or its poller) calls it.
+func (c *client) handle(obj []byte) {
+	c.objects.Add(1)
+	s, seq, sent, ok := parsePayload(obj)
+	if !ok || s >= len(c.lastSeq) {
+		return
+	}
+	c.hist.record(time.Duration(time.Now().UnixNano() - sent))
+	if seq != c.lastSeq[s]+1 {
+		c.disorder.Add(1)
+	}
+	c.lastSeq[s] = seq
+	c.got.Add(1)
 }
 
 // waitQuiet waits until no client has received anything for quiet (at most

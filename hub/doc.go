@@ -14,7 +14,10 @@
 //   - Goroutines. The hub starts none. Every call into it runs on the
 //     goroutine of the connection that made it: a member's reader goroutine
 //     calls Login, Publish, JoinRoom, Logout and the rest. Fan-out happens
-//     synchronously inside Publish, on the publisher's goroutine.
+//     synchronously inside Publish, on the publisher's goroutine, and only
+//     queues: the sockets are written by each front's Flusher (one
+//     goroutine per CPU, non-blocking writes) or, for a socket that would
+//     block, by that session's own writer goroutine (see hub/session).
 //
 //   - Ordering. Every event (message, join, leave, rename, private message,
 //     typing, notice) goes through the Broker. The broker is the single
@@ -47,7 +50,10 @@
 //     reason and closes the socket (cutting it off after a second if the
 //     peer does not read), and its reader goroutine then calls Logout,
 //     which announces the leave to everyone else. The hub and every other member
-//     never wait for it. hub/session implements exactly this.
+//     never wait for it, and neither does a Flusher: a socket that does not
+//     take a whole write at once goes to the session's own writer goroutine,
+//     the only one that waits on it (up to the write timeout). hub/session
+//     implements exactly this.
 //
 //   - Events are immutable once published and shared by every recipient, so
 //     each front encodes an event once per wire shape (Event.Encoding caches

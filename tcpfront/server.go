@@ -28,7 +28,8 @@ type Options struct {
 	// MaxRequestBytes bounds one request; a longer one closes the
 	// connection. Default DefaultMaxRequestBytes.
 	MaxRequestBytes int
-	// Session tunes every connection's session.
+	// Session tunes every connection's session. Its Flusher defaults to
+	// one of the server's own (one goroutine per CPU, stopped by Shutdown).
 	Session session.Options
 	// Admission decides whether each new connection is served. Default: no
 	// limits.
@@ -43,9 +44,10 @@ type Server struct {
 	opts Options
 	log  *slog.Logger
 
-	ctx    context.Context // lives until Shutdown; sessions' hub calls use it
-	cancel context.CancelFunc
-	group  session.Group
+	ctx     context.Context // lives until Shutdown; sessions' hub calls use it
+	cancel  context.CancelFunc
+	group   session.Group
+	flusher *session.Flusher // the server's own, if it made one
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -63,8 +65,13 @@ func New(h *hub.Hub, opts Options) *Server {
 	if opts.Session.Logger == nil {
 		opts.Session.Logger = opts.Logger
 	}
+	var own *session.Flusher
+	if opts.Session.Flusher == nil {
+		own = session.NewFlusher(0)
+		opts.Session.Flusher = own
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Server{hub: h, opts: opts, log: opts.Logger, ctx: ctx, cancel: cancel,
+	return &Server{hub: h, opts: opts, log: opts.Logger, ctx: ctx, cancel: cancel, flusher: own,
 		listeners: make(map[net.Listener]struct{})}
 }
 
@@ -161,6 +168,9 @@ func (s *Server) open(c net.Conn) (sess *session.Session, release func()) {
 	opts := s.opts.Session
 	opts.LogAttrs = attrs
 	conn := &tcpConn{c: c, frames: newFrameReader(c, s.opts.MaxRequestBytes)}
+	if conn.frames.raw != nil { // a plain socket (not TLS): it can write without blocking
+		return session.New(s.hub, socketConn{conn}, opts), release
+	}
 	return session.New(s.hub, conn, opts), release
 }
 
@@ -176,6 +186,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Unlock()
 	err := s.group.Shutdown(ctx)
 	s.cancel()
+	if s.flusher != nil {
+		s.flusher.Close() // after the sessions: none is left to flush
+	}
 	return err
 }
 
@@ -187,6 +200,23 @@ type tcpConn struct {
 	c        net.Conn
 	frames   *frameReader
 	deadline time.Time // the write deadline last set; owned by the writer
+	pending  []byte    // what a TryWriteFrames left: written first; owned by the writer
+}
+
+// socketConn is a tcpConn on a plain socket, which can also write without
+// blocking (session.TryWriter) for the session's Flusher.
+type socketConn struct{ *tcpConn }
+
+func (t socketConn) TryWriteFrames(frames [][]byte) (bool, error) {
+	if len(t.pending) > 0 { // not expected (the writer that takes over writes it), but keep order
+		for _, f := range frames {
+			t.pending = append(t.pending, f...)
+		}
+		return false, nil
+	}
+	rest, err := session.TryWriteBatch(t.frames.raw, frames, nil)
+	t.pending = rest
+	return rest == nil, err
 }
 
 func (t *tcpConn) ReadFrame() ([]byte, error) {
@@ -217,6 +247,12 @@ func (t *tcpConn) WriteFrames(frames [][]byte, deadline time.Time) error {
 			return fmt.Errorf("set write deadline: %w", err)
 		}
 		t.deadline = deadline
+	}
+	if len(t.pending) > 0 {
+		if _, err := t.c.Write(t.pending); err != nil {
+			return fmt.Errorf("write: %w", err)
+		}
+		t.pending = nil
 	}
 	// The whole batch in one write (per 32 KiB): deliveries per syscall, not
 	// one each.

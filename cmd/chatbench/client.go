@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/coder/websocket"
@@ -26,6 +27,7 @@ type tcpWire struct {
 	c    net.Conn
 	r    *bufio.Reader
 	long []byte // assembles an object longer than r's buffer (a big member list)
+	fd   int    // > 0: a poller read it from this duplicate, c is closed
 }
 
 func (w *tcpWire) write(b []byte) error { _, err := w.c.Write(b); return err }
@@ -43,7 +45,12 @@ func (w *tcpWire) next() ([]byte, error) {
 	return w.long, err
 }
 
-func (w *tcpWire) close() { _ = w.c.Close() }
+func (w *tcpWire) close() {
+	_ = w.c.Close()
+	if w.fd > 0 {
+		_ = syscall.Close(w.fd)
+	}
+}
 
 type wsWire struct {
 	c   *websocket.Conn

@@ -44,6 +44,8 @@ type config struct {
 	settle         time.Duration
 	gcURL          string
 	goReaders      bool
+	pollers        int
+	pollInterval   time.Duration
 }
 
 func main() {
@@ -63,6 +65,8 @@ func main() {
 	flag.DurationVar(&cfg.settle, "settle", time.Second, "idle time that counts as settled after connecting")
 	flag.StringVar(&cfg.gcURL, "gc-url", "", "URL to GET before measuring idle RSS, to make the server collect the connect phase's garbage (chatd -debug-addr A: http://A/debug/pprof/heap?gc=1)")
 	flag.BoolVar(&cfg.goReaders, "goroutine-readers", false, "read each TCP client on a goroutine of its own rather than through epoll (Linux), as a naive load generator would")
+	flag.IntVar(&cfg.pollers, "pollers", runtime.GOMAXPROCS(0), "epoll reader goroutines for the TCP clients")
+	flag.DurationVar(&cfg.pollInterval, "poll-interval", time.Millisecond, "how often an epoll reader with nothing to read looks again (0: block in epoll_wait, and make the server pay to wake the tool on every write)")
 	cpuProfile := flag.String("cpuprofile", "", "write the load tool's own CPU profile to this file (to see whether it is the bottleneck)")
 	flag.Parse()
 	if *cpuProfile != "" {
@@ -101,8 +105,11 @@ type client struct {
 	objects  atomic.Int64 // every object received
 	got      atomic.Int64 // benchmark messages received
 	disorder atomic.Int64
-	hist     histogram // owned by the reader goroutine until it ends
-	lastSeq  []int     // per sender; owned by the reader goroutine
+	// hist is the client's reader's: its own goroutine's, or shared by the
+	// clients of one poller (one histogram stays in cache; a thousand do
+	// not). Owned by that reader until it ends.
+	hist    *histogram
+	lastSeq []int // per sender; owned by the reader goroutine
 }
 
 type sender struct {
@@ -178,7 +185,7 @@ func run(ctx context.Context, cfg config) (res *result, err error) {
 	// delivery, so the tool takes less of the CPU it shares with the server.
 	var pollers []*poller
 	if !cfg.goReaders && cfg.wsClients < cfg.clients {
-		pollers, _ = newPollers(runtime.GOMAXPROCS(0)) // nil: goroutines it is
+		pollers, _ = newPollers(max(cfg.pollers, 1), cfg.pollInterval) // nil: goroutines it is
 	}
 	start := time.Now()
 	var connectErr atomic.Value
@@ -202,11 +209,14 @@ func run(ctx context.Context, cfg config) (res *result, err error) {
 			// Read from the start: the joins of later clients are announced
 			// to this one, and a client that does not read gets dropped.
 			if tw, ok := w.(*tcpWire); ok && pollers != nil {
-				if err := pollers[i%len(pollers)].add(c, tw); err != nil {
+				// A sender writes through its net.Conn; the others leave
+				// the runtime's poller (see poller.add).
+				if err := pollers[i%len(pollers)].add(c, tw, i >= cfg.senders); err != nil {
 					connectErr.CompareAndSwap(nil, fmt.Errorf("client %d: %w", i, err))
 				}
 				return
 			}
+			c.hist = new(histogram)
 			readers.Go(c.read)
 		})
 	}
@@ -230,9 +240,11 @@ func run(ctx context.Context, cfg config) (res *result, err error) {
 		closeAll()
 		readers.Wait()
 		var h histogram
+		merged := make(map[*histogram]bool)
 		for _, c := range clients {
-			if c != nil {
-				h.merge(&c.hist)
+			if c != nil && c.hist != nil && !merged[c.hist] {
+				merged[c.hist] = true
+				h.merge(c.hist)
 			}
 		}
 		if h.n > 0 {

@@ -2,13 +2,16 @@
 
 package main
 
-import "errors"
+import (
+	"errors"
+	"time"
+)
 
 // poller is Linux-only (epoll); elsewhere every client has a reader goroutine.
 type poller struct{}
 
-func newPollers(int) ([]*poller, error) { return nil, errors.ErrUnsupported }
+func newPollers(int, time.Duration) ([]*poller, error) { return nil, errors.ErrUnsupported }
 
 func stopPollers([]*poller) {}
 
-func (*poller) add(*client, *tcpWire) error { return errors.ErrUnsupported }
+func (*poller) add(*client, *tcpWire, bool) error { return errors.ErrUnsupported }

@@ -3,7 +3,9 @@ package session
 import (
 	"fmt"
 	"io"
+	"os"
 	"sync"
+	"syscall"
 )
 
 // batchBufSize is the size of the pooled buffers WriteBatch assembles writes
@@ -70,4 +72,65 @@ func WriteBatch(w io.Writer, frames [][]byte, header func(dst []byte, frameLen i
 		return fmt.Errorf("write: %w", err)
 	}
 	return nil
+}
+
+// rawWrite is one non-blocking write in progress: pooled, with its callback
+// bound once, so that TryWriteBatch allocates nothing.
+type rawWrite struct {
+	buf   []byte
+	n     int
+	err   error
+	write func(fd uintptr) bool
+}
+
+var rawWrites = sync.Pool{New: func() any {
+	w := &rawWrite{buf: make([]byte, 0, batchBufSize)}
+	w.write = w.writeFD
+	return w
+}}
+
+func (w *rawWrite) writeFD(fd uintptr) bool {
+	for {
+		w.n, w.err = syscall.Write(int(fd), w.buf)
+		if w.err != syscall.EINTR {
+			return true // done, or EAGAIN: either way, do not wait
+		}
+	}
+}
+
+// TryWriteBatch writes frames (each after its header, as WriteBatch does)
+// to the socket behind rc in one write that does not wait: it returns what
+// the socket did not take at once (nil when it took everything), for the
+// caller to write later, before anything else.
+func TryWriteBatch(rc syscall.RawConn, frames [][]byte, header func(dst []byte, frameLen int) []byte) (rest []byte, err error) {
+	w := rawWrites.Get().(*rawWrite)
+	defer func() {
+		if cap(w.buf) > 4*batchBufSize {
+			w.buf = make([]byte, 0, batchBufSize) // a huge batch: do not keep its memory
+		}
+		w.buf, w.err = w.buf[:0], nil
+		rawWrites.Put(w)
+	}()
+	for _, f := range frames {
+		if header != nil {
+			w.buf = header(w.buf, len(f))
+		}
+		w.buf = append(w.buf, f...)
+	}
+	if len(w.buf) == 0 {
+		return nil, nil
+	}
+	if err := rc.Write(w.write); err != nil {
+		return nil, fmt.Errorf("write: %w", err)
+	}
+	switch {
+	case w.err == syscall.EAGAIN:
+		w.n = 0
+	case w.err != nil:
+		return nil, fmt.Errorf("write: %w", os.NewSyscallError("write", w.err))
+	}
+	if w.n == len(w.buf) {
+		return nil, nil
+	}
+	return append([]byte(nil), w.buf[w.n:]...), nil
 }

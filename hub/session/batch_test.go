@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"testing"
+	"time"
 )
 
 // countingWriter records each write.
@@ -74,4 +77,62 @@ func repeatFrames(n, size int) [][]byte {
 		frames[i] = bytes.Repeat([]byte{byte('a' + i%26)}, size)
 	}
 	return frames
+}
+
+// TestTryWriteBatchOnAFullSocket writes to a real socket whose peer is not
+// reading until it takes no more: what TryWriteBatch returns as not taken,
+// written afterwards, completes the stream exactly.
+func TestTryWriteBatchOnAFullSocket(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	server, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	raw, err := server.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	header := func(dst []byte, n int) []byte { return fmt.Appendf(dst, "<%d>", n) }
+	var want []byte
+	var rest []byte
+	for i := 0; rest == nil; i++ {
+		if i == 10000 {
+			t.Fatal("the socket never filled up")
+		}
+		frames := repeatFrames(64, 1000)
+		for _, f := range frames {
+			want = append(header(want, len(f)), f...)
+		}
+		if rest, err = TryWriteBatch(raw, frames, header); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := make(chan []byte)
+	go func() {
+		b, _ := io.ReadAll(client)
+		got <- b
+	}()
+	if _, err := server.Write(rest); err != nil {
+		t.Fatal(err)
+	}
+	server.Close()
+	select {
+	case b := <-got:
+		if !bytes.Equal(b, want) {
+			t.Fatalf("peer read %d bytes, want the %d written, in order", len(b), len(want))
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("peer did not read everything")
+	}
 }

@@ -1,18 +1,25 @@
 // Package session is the connection contract shared by every front: the
 // request/response state machine of one chat client (login, broadcast,
-// members), its bounded send queue and its writer goroutine. A front supplies
-// a Conn that reads request frames and writes response frames; everything
-// else about a client behaves the same over TCP and WebSocket.
+// members), its bounded send queue and its writers. A front supplies a Conn
+// that reads request frames and writes response frames; everything else
+// about a client behaves the same over TCP and WebSocket.
 //
 // A Session runs on its reader goroutine (Run's caller), which decodes
-// requests and calls the hub, and on a writer goroutine that exists only
-// while there is something to write: the first delivery into an empty queue
-// starts it, and it exits when it has drained the queue, so an idle
-// connection costs one goroutine. The hub delivers into the queue under the
-// hub's locks, so Deliver only appends; a queue over its bounds (messages or
-// bytes) marks the session disconnected as a slow consumer and the writer
-// closes the connection. The queue's mutex is a leaf lock: nothing else is
-// locked while it is held, and no lock is held during socket I/O.
+// requests and calls the hub. Its queue is written out by one writer at a
+// time, which exists only while there is something to write: the first
+// delivery into an empty queue starts it, and it stops once it has drained
+// the queue, so an idle connection costs one goroutine. The writer is a
+// Flusher's turn when the front gives one and the Conn can write without
+// blocking (a plain socket): a few shared goroutines, one per CPU, write
+// each such queue with one non-blocking write. Otherwise, or when the socket
+// does not take everything at once, or for paced original-protocol clients
+// and closing sessions, it is a writer goroutine of the session's own, which
+// may block (up to the write timeout). The hub delivers into the queue under
+// the hub's locks, so Deliver only appends; a queue over its bounds
+// (messages or bytes) marks the session disconnected as a slow consumer and
+// the writer closes the connection. The queue's mutex is a leaf lock but for
+// the Flusher's hand-off (a read lock and a channel send that never waits),
+// and no lock is held during socket I/O.
 package session
 
 import (
@@ -121,6 +128,10 @@ type Options struct {
 	// make (the allowance refills at one per second) before it is
 	// disconnected for abuse. Default DefaultRefusalBurst.
 	RefusalBurst int
+	// Flusher, when set, writes extended clients' queues from its shared
+	// goroutines where the Conn is a TryWriter (see Flusher). Default: every
+	// session writes on a goroutine of its own while it has something to.
+	Flusher *Flusher
 	// Observer is told of logins, refusals, drops and writes. Default: none.
 	Observer Observer
 	// Logger receives connection lifecycle logs. Default: discard.
@@ -180,6 +191,7 @@ func (s *Session) logAt(level slog.Level, msg string, args ...any) {
 type Session struct {
 	hub  *hub.Hub
 	conn Conn
+	try  TryWriter // conn, when it is one and there is a Flusher
 	opts Options
 	log  *slog.Logger
 
@@ -229,6 +241,9 @@ func New(h *hub.Hub, conn Conn, opts Options) *Session {
 	}
 	if opts.RequestRate > 0 {
 		s.requests = rate.NewLimiter(rate.Limit(opts.RequestRate), opts.RequestBurst)
+	}
+	if tw, ok := conn.(TryWriter); ok && opts.Flusher != nil {
+		s.try = tw
 	}
 	return s
 }
@@ -407,13 +422,78 @@ func (s *Session) closeLocked(reason hub.Disconnect, drop bool) {
 // receive the reason before it is cut off.
 const lastWordsGrace = time.Second
 
-// startWriterLocked starts a writer goroutine unless one is running. A
-// writer lives only while there is something to write, so an idle
-// connection costs one goroutine (its reader), not two.
+// startWriterLocked starts a writer unless one is running: a Flusher's
+// turn where there is one and all there is to do is a plain write,
+// otherwise a writer goroutine. A writer goroutine lives only while there is
+// something to write, so an idle connection costs one goroutine (its
+// reader), not two.
 func (s *Session) startWriterLocked() {
-	if !s.writing {
-		s.writing = true
-		go s.writeLoop()
+	if s.writing {
+		return
+	}
+	s.writing = true
+	if s.try != nil && s.extended && s.closing == nil && s.opts.Flusher.push(s) {
+		return
+	}
+	go s.writeLoop(false)
+}
+
+// flush writes what is queued without blocking, on a goroutine of f's. A
+// socket that does not take it all at once, a failed write, or a session
+// that is closing hands over to a writer goroutine of the session's own.
+// While the flush runs, s.writing keeps any other writer away.
+func (s *Session) flush(f *Flusher) {
+	s.mu.Lock()
+	if s.closing != nil || !s.extended || len(s.items) == 0 {
+		s.mu.Unlock()
+		go s.writeLoop(false)
+		return
+	}
+	batch := s.items
+	s.items, s.spare = s.spare, nil
+	s.bytes = 0
+	s.mu.Unlock()
+	s.opts.Observer.Drained(len(batch))
+
+	scratch := framesPool.Get().(*[][]byte)
+	frames := (*scratch)[:0]
+	for _, it := range batch {
+		if it.ev == nil {
+			frames = append(frames, it.frames...)
+		} else {
+			frames = append(frames, wire.EncodeEvent(it.ev, true)...)
+		}
+	}
+	clear(batch)
+	s.opts.Observer.Wrote(len(frames))
+	done, err := s.try.TryWriteFrames(frames)
+	clear(frames)
+	*scratch = frames[:0]
+	framesPool.Put(scratch)
+
+	s.mu.Lock()
+	if cap(batch) <= spareCap && s.spare == nil {
+		s.spare = batch[:0]
+	}
+	switch {
+	case err != nil:
+		s.closeLocked(hub.Disconnect{Code: hub.CodeWriteFailed, Reason: "write failed"}, true)
+		s.mu.Unlock()
+		s.logAt(slog.LevelDebug, "write failed", "err", err)
+		s.conn.Abort()
+		go s.writeLoop(false) // closes the connection and marks the session done
+	case !done:
+		// The socket is full: the rest needs a writer that can wait.
+		s.mu.Unlock()
+		go s.writeLoop(true)
+	case len(s.items) == 0 && s.closing == nil:
+		s.writing = false
+		s.mu.Unlock()
+	default:
+		s.mu.Unlock()
+		if !f.push(s) { // more came meanwhile: back in line
+			go s.writeLoop(false)
+		}
 	}
 }
 
@@ -627,8 +707,9 @@ func (s *Session) refuse(req wire.Request, err error) {
 // session is closing and the queue is drained it closes the connection.
 // For an extended client everything queued at one go goes out in one write;
 // an original-protocol client gets one object per write, paced. Only one
-// writer runs at a time (Session.writing).
-func (s *Session) writeLoop() {
+// writer runs at a time (Session.writing). With pending, it first writes
+// what a flush left in the connection.
+func (s *Session) writeLoop(pending bool) {
 	defer func() {
 		if p := recover(); p != nil {
 			s.logAt(slog.LevelError, "panic writing to connection", "panic", p, "stack", string(debug.Stack()))
@@ -646,6 +727,9 @@ func (s *Session) writeLoop() {
 	scratch := framesPool.Get().(*[][]byte)
 	defer framesPool.Put(scratch)
 	frames := (*scratch)[:0]
+	if pending {
+		s.write(nil) // on failure the session is closing: the loop closes the connection
+	}
 	for {
 		s.mu.Lock()
 		if batch != nil && cap(batch) <= spareCap && s.spare == nil {

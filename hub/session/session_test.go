@@ -78,14 +78,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestSlowConsumerGetsLastWordsAndIsAnnounced(t *testing.T) {
 	ctx := context.Background()
-	h, err := hub.New(hub.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	watcher := &recorder{joins: make(chan string, 8)}
-	if _, err := h.Login(ctx, "watcher", watcher); err != nil {
-		t.Fatal(err)
-	}
+	h, watcher := hubWithWatcher(t)
 	talker, _ := h.Login(ctx, "talker", &recorder{})
 
 	conn := newFakeConn()

@@ -1,0 +1,86 @@
+package session
+
+import (
+	"runtime"
+	"sync"
+)
+
+// TryWriter is a Conn that can also write without blocking. Fronts whose
+// connections are plain sockets implement it.
+type TryWriter interface {
+	// TryWriteFrames writes frames, in order, as far as the connection
+	// takes them at once, and keeps the rest to write first on the next
+	// WriteFrames. It reports whether everything was written. It never
+	// blocks.
+	TryWriteFrames(frames [][]byte) (done bool, err error)
+}
+
+// Flusher writes sessions' queues to their connections from a few
+// long-lived goroutines, one per CPU, without blocking: a message to a
+// thousand members is a thousand writes spread over every core, with no
+// goroutine started (or stack grown) per delivery. A session whose socket
+// would block, or that has more to do than a plain write (pacing, closing),
+// is handed to a writer goroutine of its own, as it is without a Flusher.
+//
+// Create it with NewFlusher, share it between a front's sessions
+// (Options.Flusher) and Close it once they have all ended.
+type Flusher struct {
+	work chan *Session
+
+	mu     sync.RWMutex // guards closed against sends on work
+	closed bool
+	wg     sync.WaitGroup
+}
+
+// flusherBacklog bounds the sessions waiting for a flusher; past it, a
+// session gets a writer goroutine instead (the hub never waits).
+const flusherBacklog = 8192
+
+// NewFlusher starts workers goroutines (0: one per CPU).
+func NewFlusher(workers int) *Flusher {
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	f := &Flusher{work: make(chan *Session, flusherBacklog)}
+	for range workers {
+		f.wg.Go(f.run)
+	}
+	return f
+}
+
+func (f *Flusher) run() {
+	for s := range f.work {
+		s.flush(f)
+	}
+}
+
+// push queues s for a flush, or reports false when it cannot (closed, or
+// too far behind) and the caller must write some other way.
+func (f *Flusher) push(s *Session) bool {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.closed {
+		return false
+	}
+	select {
+	case f.work <- s:
+		return true
+	default:
+		return false
+	}
+}
+
+// Close flushes the sessions already queued, then stops the workers and
+// waits for them. Sessions delivered to afterwards write on goroutines of
+// their own.
+func (f *Flusher) Close() {
+	f.mu.Lock()
+	if f.closed {
+		f.mu.Unlock()
+		return
+	}
+	f.closed = true
+	close(f.work)
+	f.mu.Unlock()
+	f.wg.Wait()
+}

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"syscall"
 	"time"
 
 	"chatroom/hub/session"
@@ -34,6 +35,11 @@ type frameConn struct {
 
 	mu       sync.Mutex // serialises writes (held during them: it is this socket's own write lock, never a hub or queue lock); guards deadline
 	deadline time.Time  // the write deadline in force (zero: none)
+
+	raw syscall.RawConn // set when the connection is a plain socket: batches may be tried without blocking
+	// pending is what a tryWriteTextMessages could not write: the next
+	// writeTextMessages writes it first. Owned by the session's writer.
+	pending []byte
 }
 
 // Write is the library's path (pongs, pings, the close frame): one whole
@@ -67,7 +73,30 @@ func (c *frameConn) writeTextMessages(payloads [][]byte, deadline time.Time) err
 		}
 		c.deadline = deadline
 	}
+	if len(c.pending) > 0 {
+		if _, err := c.Conn.Write(c.pending); err != nil {
+			return fmt.Errorf("write: %w", err)
+		}
+		c.pending = nil
+	}
 	return session.WriteBatch(c.Conn, payloads, appendTextFrameHeader)
+}
+
+// tryWriteTextMessages writes payloads as writeTextMessages does, but with
+// one write that does not wait, and only if the library is not writing at
+// the moment; what does not go out now is kept for the next
+// writeTextMessages. It reports whether everything went.
+func (c *frameConn) tryWriteTextMessages(payloads [][]byte) (bool, error) {
+	if len(c.pending) > 0 || !c.mu.TryLock() {
+		for _, p := range payloads {
+			c.pending = append(appendTextFrameHeader(c.pending, len(p)), p...)
+		}
+		return false, nil
+	}
+	defer c.mu.Unlock()
+	rest, err := session.TryWriteBatch(c.raw, payloads, appendTextFrameHeader)
+	c.pending = rest
+	return rest == nil, err
 }
 
 // appendTextFrameHeader appends the header of a final, unmasked text frame
@@ -106,6 +135,11 @@ func (w *hijackingResponseWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) 
 		return nil, nil, fmt.Errorf("webfront: hijack: %w", err)
 	}
 	w.conn = &frameConn{Conn: conn}
+	if sc, ok := conn.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			w.conn.raw = raw
+		}
+	}
 	// The library reads what is already buffered (Peek(Buffered())) before
 	// it rebuilds the reader on the connection, so the pending bytes must
 	// sit in the new reader's buffer, not merely be readable from it.

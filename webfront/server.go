@@ -46,7 +46,8 @@ type Options struct {
 	// does not answer within another PingInterval is disconnected, so dead
 	// peers are reaped. Default DefaultPingInterval.
 	PingInterval time.Duration
-	// Session tunes every connection's session.
+	// Session tunes every connection's session. Its Flusher defaults to
+	// one of the server's own (one goroutine per CPU, stopped by Shutdown).
 	Session session.Options
 	// Admission decides whether each new connection is served. Default: no
 	// limits.
@@ -68,9 +69,10 @@ type Server struct {
 	opts Options
 	log  *slog.Logger
 
-	ctx    context.Context
-	cancel context.CancelFunc
-	group  session.Group
+	ctx     context.Context
+	cancel  context.CancelFunc
+	group   session.Group
+	flusher *session.Flusher // the server's own, if it made one
 }
 
 // New returns a server that admits browsers to h.
@@ -90,8 +92,13 @@ func New(h *hub.Hub, opts Options) *Server {
 	if opts.Ready == nil {
 		opts.Ready = func() bool { return true }
 	}
+	var own *session.Flusher
+	if opts.Session.Flusher == nil {
+		own = session.NewFlusher(0)
+		opts.Session.Flusher = own
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Server{hub: h, opts: opts, log: opts.Logger, ctx: ctx, cancel: cancel}
+	return &Server{hub: h, opts: opts, log: opts.Logger, ctx: ctx, cancel: cancel, flusher: own}
 }
 
 // Routes returns the HTTP handler: the page, /ws, /healthz (alive),
@@ -176,7 +183,11 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 				_ = ws.CloseNow()
 			}
 		}()
-		_ = s.group.Run(s.ctx, session.New(s.hub, conn, opts))
+		var sc session.Conn = conn
+		if conn.conn.raw != nil { // a plain socket (not TLS): it can write without blocking
+			sc = socketWSConn{conn}
+		}
+		_ = s.group.Run(s.ctx, session.New(s.hub, sc, opts))
 	}()
 }
 
@@ -186,6 +197,9 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.group.Shutdown(ctx)
 	s.cancel()
+	if s.flusher != nil {
+		s.flusher.Close() // after the sessions: none is left to flush
+	}
 	return err
 }
 
@@ -249,16 +263,33 @@ func (c *wsConn) ReadFrame() ([]byte, error) {
 }
 
 func (c *wsConn) WriteFrames(frames [][]byte, deadline time.Time) error {
-	// Frames end in '\n' for TCP; a WebSocket message needs no separator.
+	if err := c.conn.writeTextMessages(trimNewlines(frames), deadline); err != nil {
+		return fmt.Errorf("websocket write: %w", err)
+	}
+	return nil
+}
+
+// trimNewlines drops the '\n' that ends each frame for TCP: a WebSocket
+// message needs no separator.
+func trimNewlines(frames [][]byte) [][]byte {
 	for i, f := range frames {
 		if n := len(f); n > 0 && f[n-1] == '\n' {
 			frames[i] = f[:n-1]
 		}
 	}
-	if err := c.conn.writeTextMessages(frames, deadline); err != nil {
-		return fmt.Errorf("websocket write: %w", err)
+	return frames
+}
+
+// socketWSConn is a wsConn over a plain socket, which can also write without
+// blocking (session.TryWriter) for the session's Flusher.
+type socketWSConn struct{ *wsConn }
+
+func (c socketWSConn) TryWriteFrames(frames [][]byte) (bool, error) {
+	done, err := c.conn.tryWriteTextMessages(trimNewlines(frames))
+	if err != nil {
+		return false, fmt.Errorf("websocket write: %w", err)
 	}
-	return nil
+	return done, nil
 }
 
 func (c *wsConn) Close(d hub.Disconnect) error {

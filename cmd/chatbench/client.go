@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"strconv"
 	"syscall"
 	"time"
@@ -88,6 +89,22 @@ func dial(ctx context.Context, cfg config, i int, ws bool) (wire, error) {
 			return nil, err
 		}
 		return &tcpWire{c: c, r: bufio.NewReaderSize(c, 16<<10)}, nil
+	}
+	if !cfg.wsLibrary {
+		u, err := url.Parse(cfg.wsURL)
+		if err != nil {
+			return nil, err
+		}
+		c, err := d.DialContext(ctx, "tcp", u.Host)
+		if err != nil {
+			return nil, err
+		}
+		w, err := dialRawWS(ctx, c, cfg.wsURL)
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+		return w, nil
 	}
 	c, _, err := websocket.Dial(ctx, cfg.wsURL, &websocket.DialOptions{HTTPClient: httpClient(d)})
 	if err != nil {

@@ -13,6 +13,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
@@ -45,6 +46,7 @@ type config struct {
 	gcURL          string
 	goReaders      bool
 	pollers        int
+	wsLibrary      bool
 	pollInterval   time.Duration
 }
 
@@ -67,6 +69,7 @@ func main() {
 	flag.BoolVar(&cfg.goReaders, "goroutine-readers", false, "read each TCP client on a goroutine of its own rather than through epoll (Linux), as a naive load generator would")
 	flag.IntVar(&cfg.pollers, "pollers", runtime.GOMAXPROCS(0), "epoll reader goroutines for the TCP clients")
 	flag.DurationVar(&cfg.pollInterval, "poll-interval", time.Millisecond, "how often an epoll reader with nothing to read looks again (0: block in epoll_wait, and make the server pay to wake the tool on every write)")
+	flag.BoolVar(&cfg.wsLibrary, "ws-library", false, "use the WebSocket library's client (a goroutine and a Reader per message) instead of the tool's own frame reader")
 	cpuProfile := flag.String("cpuprofile", "", "write the load tool's own CPU profile to this file (to see whether it is the bottleneck)")
 	flag.Parse()
 	if *cpuProfile != "" {
@@ -184,7 +187,7 @@ func run(ctx context.Context, cfg config) (res *result, err error) {
 	// TCP clients are read through epoll where there is one: cheap per
 	// delivery, so the tool takes less of the CPU it shares with the server.
 	var pollers []*poller
-	if !cfg.goReaders && cfg.wsClients < cfg.clients {
+	if !cfg.goReaders && (cfg.wsClients < cfg.clients || !cfg.wsLibrary) {
 		pollers, _ = newPollers(max(cfg.pollers, 1), cfg.pollInterval) // nil: goroutines it is
 	}
 	start := time.Now()
@@ -208,10 +211,18 @@ func run(ctx context.Context, cfg config) (res *result, err error) {
 			clients[i] = c
 			// Read from the start: the joins of later clients are announced
 			// to this one, and a client that does not read gets dropped.
-			if tw, ok := w.(*tcpWire); ok && pollers != nil {
-				// A sender writes through its net.Conn; the others leave
-				// the runtime's poller (see poller.add).
-				if err := pollers[i%len(pollers)].add(c, tw, i >= cfg.senders); err != nil {
+			var tw *tcpWire
+			switch w := w.(type) {
+			case *tcpWire:
+				tw = w
+			case *rawWSWire:
+				tw = &w.tcpWire
+			}
+			if tw != nil && pollers != nil {
+				// A sender (and the idle run's prober, client 0) writes
+				// through its net.Conn; the others leave the runtime's
+				// poller (see poller.add).
+				if err := pollers[i%len(pollers)].add(c, tw, i >= max(cfg.senders, 1), ws); err != nil {
 					connectErr.CompareAndSwap(nil, fmt.Errorf("client %d: %w", i, err))
 				}
 				return
@@ -287,10 +298,16 @@ func (c *client) read() {
 	}
 }
 
+// An extended object starts with its type; an original push has none.
+var typeKey, messageType = []byte(`{"type":"`), []byte(`{"type":"message"`)
+
 // handle takes one object from the server, recording a benchmark message.
 // Only the client's reader (its goroutine or its poller) calls it.
 func (c *client) handle(obj []byte) {
 	c.objects.Add(1)
+	if bytes.HasPrefix(obj, typeKey) && !bytes.HasPrefix(obj, messageType) {
+		return // a login reply, a join's history, a notice: not a delivery
+	}
 	s, seq, sent, ok := parsePayload(obj)
 	if !ok || s >= len(c.lastSeq) {
 		return

@@ -35,6 +35,7 @@ type poller struct {
 type polledConn struct {
 	c       *client
 	fd      int
+	ws      bool   // WebSocket frames rather than lines
 	partial []byte // the start of an object that a read cut short
 }
 
@@ -80,12 +81,12 @@ func stopPollers(ps []*poller) {
 // and closes the net.Conn): otherwise every delivery would also wake the
 // runtime's epoll_wait, for nothing, at the server's expense. A detached
 // client can no longer write.
-func (p *poller) add(c *client, w *tcpWire, detach bool) error {
+func (p *poller) add(c *client, w *tcpWire, detach, ws bool) error {
 	raw, err := w.c.(syscall.Conn).SyscallConn()
 	if err != nil {
 		return err
 	}
-	pc := &polledConn{c: c, fd: -1}
+	pc := &polledConn{c: c, fd: -1, ws: ws}
 	var dupErr error
 	err = raw.Control(func(fd uintptr) {
 		if !detach {
@@ -171,9 +172,13 @@ func (p *poller) read(pc *polledConn) {
 	pc.consume(p.buf[:n])
 }
 
-// consume handles the objects (one per line) in data, keeping an unfinished
-// one for the next read.
+// consume handles the objects (one per line, or one per WebSocket frame) in
+// data, keeping an unfinished one for the next read.
 func (pc *polledConn) consume(data []byte) {
+	if pc.ws {
+		pc.consumeFrames(data)
+		return
+	}
 	if len(pc.partial) > 0 {
 		i := bytes.IndexByte(data, '\n')
 		if i < 0 {
@@ -194,4 +199,27 @@ func (pc *polledConn) consume(data []byte) {
 		pc.c.handle(data[:i+1])
 		data = data[i+1:]
 	}
+}
+
+// consumeFrames handles the WebSocket frames in data, answering pings.
+func (pc *polledConn) consumeFrames(data []byte) {
+	buf := data
+	if len(pc.partial) > 0 {
+		pc.partial = append(pc.partial, data...)
+		buf = pc.partial
+	}
+	for {
+		op, payload, size, ok := parseServerFrame(buf)
+		if !ok {
+			break
+		}
+		switch op {
+		case wsOpText:
+			pc.c.handle(payload)
+		case wsOpPing:
+			_, _ = syscall.Write(pc.fd, appendClientFrame(nil, wsOpPong, payload))
+		}
+		buf = buf[size:]
+	}
+	pc.partial = append(pc.partial[:0], buf...) // may overlap: append copies like memmove
 }

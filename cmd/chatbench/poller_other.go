@@ -14,4 +14,4 @@ func newPollers(int, time.Duration) ([]*poller, error) { return nil, errors.ErrU
 
 func stopPollers([]*poller) {}
 
-func (*poller) add(*client, *tcpWire, bool) error { return errors.ErrUnsupported }
+func (*poller) add(*client, *tcpWire, bool, bool) error { return errors.ErrUnsupported }

@@ -15,8 +15,8 @@
 //     goroutine of the connection that made it: a member's reader goroutine
 //     calls Login, Publish, JoinRoom, Logout and the rest. Fan-out happens
 //     synchronously inside Publish, on the publisher's goroutine, and only
-//     queues: the sockets are written by each front's Flusher (one
-//     goroutine per CPU, non-blocking writes) or, for a socket that would
+//     queues: the sockets are written by a Flusher shared by the fronts (a
+//     few goroutines, non-blocking writes) or, for a socket that would
 //     block, by that session's own writer goroutine (see hub/session).
 //
 //   - Ordering. Every event (message, join, leave, rename, private message,

@@ -29,7 +29,8 @@ type Options struct {
 	// connection. Default DefaultMaxRequestBytes.
 	MaxRequestBytes int
 	// Session tunes every connection's session. Its Flusher defaults to
-	// one of the server's own (one goroutine per CPU, stopped by Shutdown).
+	// one of the server's own (session.DefaultFlushers goroutines, stopped
+	// by Shutdown).
 	Session session.Options
 	// Admission decides whether each new connection is served. Default: no
 	// limits.

@@ -47,6 +47,7 @@ type config struct {
 	goReaders      bool
 	pollers        int
 	wsLibrary      bool
+	quickAcks      bool
 	pollInterval   time.Duration
 }
 
@@ -70,6 +71,7 @@ func main() {
 	flag.IntVar(&cfg.pollers, "pollers", runtime.GOMAXPROCS(0), "epoll reader goroutines for the TCP clients")
 	flag.DurationVar(&cfg.pollInterval, "poll-interval", time.Millisecond, "how often an epoll reader with nothing to read looks again (0: block in epoll_wait, and make the server pay to wake the tool on every write)")
 	flag.BoolVar(&cfg.wsLibrary, "ws-library", false, "use the WebSocket library's client (a goroutine and a Reader per message) instead of the tool's own frame reader")
+	flag.BoolVar(&cfg.quickAcks, "quick-acks", false, "let the epoll readers' sockets acknowledge every push at once (the kernel's default) instead of delaying acknowledgements as a receive-only client may")
 	cpuProfile := flag.String("cpuprofile", "", "write the load tool's own CPU profile to this file (to see whether it is the bottleneck)")
 	flag.Parse()
 	if *cpuProfile != "" {
@@ -188,7 +190,7 @@ func run(ctx context.Context, cfg config) (res *result, err error) {
 	// delivery, so the tool takes less of the CPU it shares with the server.
 	var pollers []*poller
 	if !cfg.goReaders && (cfg.wsClients < cfg.clients || !cfg.wsLibrary) {
-		pollers, _ = newPollers(max(cfg.pollers, 1), cfg.pollInterval) // nil: goroutines it is
+		pollers, _ = newPollers(max(cfg.pollers, 1), cfg.pollInterval, !cfg.quickAcks) // nil: goroutines it is
 	}
 	start := time.Now()
 	var connectErr atomic.Value

@@ -25,7 +25,8 @@ type poller struct {
 	mu     sync.Mutex // guards polled; held only to register and look up
 	polled map[int32]*polledConn
 
-	interval time.Duration // see newPollers
+	interval    time.Duration // see newPollers
+	delayedAcks bool          // see polledConn.delayAcks
 
 	stop atomic.Bool
 	done chan struct{}
@@ -48,7 +49,7 @@ const pollWaitMS = 20
 // every write that reaches it (on this box, an interprocessor wakeup billed
 // to the server), which a server's writes to clients on other machines never
 // pay. It adds at most interval to the latencies measured.
-func newPollers(n int, interval time.Duration) ([]*poller, error) {
+func newPollers(n int, interval time.Duration, delayedAcks bool) ([]*poller, error) {
 	ps := make([]*poller, 0, n)
 	for range n {
 		epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
@@ -56,7 +57,7 @@ func newPollers(n int, interval time.Duration) ([]*poller, error) {
 			stopPollers(ps)
 			return nil, fmt.Errorf("epoll: %w", err)
 		}
-		p := &poller{epfd: epfd, buf: make([]byte, 256<<10), polled: make(map[int32]*polledConn), interval: interval, done: make(chan struct{})}
+		p := &poller{epfd: epfd, buf: make([]byte, 256<<10), polled: make(map[int32]*polledConn), interval: interval, delayedAcks: delayedAcks, done: make(chan struct{})}
 		go p.run()
 		ps = append(ps, p)
 	}
@@ -109,6 +110,9 @@ func (p *poller) add(c *client, w *tcpWire, detach, ws bool) error {
 	if detach {
 		w.fd = pc.fd
 		_ = w.c.Close() // leaves the runtime's poller; the duplicate keeps the socket open
+	}
+	if p.delayedAcks {
+		pc.delayAcks()
 	}
 	c.hist = &p.hist
 	if n := w.r.Buffered(); n > 0 {
@@ -170,6 +174,19 @@ func (p *poller) read(pc *polledConn) {
 		return
 	}
 	pc.consume(p.buf[:n])
+	if p.delayedAcks {
+		pc.delayAcks()
+	}
+}
+
+// delayAcks turns quick acknowledgements off, which the kernel turns back on
+// from time to time, so it is done after every read. A client that only
+// receives does not need to acknowledge each push at once (the server is not
+// waiting on it); and on one box, each acknowledgement's transmission and its
+// processing on the server's socket are billed to the load tool, which then
+// spends half its CPU acknowledging.
+func (pc *polledConn) delayAcks() {
+	_ = syscall.SetsockoptInt(pc.fd, syscall.IPPROTO_TCP, syscall.TCP_QUICKACK, 0)
 }
 
 // consume handles the objects (one per line, or one per WebSocket frame) in

@@ -10,7 +10,7 @@ import (
 // poller is Linux-only (epoll); elsewhere every client has a reader goroutine.
 type poller struct{}
 
-func newPollers(int, time.Duration) ([]*poller, error) { return nil, errors.ErrUnsupported }
+func newPollers(int, time.Duration, bool) ([]*poller, error) { return nil, errors.ErrUnsupported }
 
 func stopPollers([]*poller) {}
 

@@ -58,8 +58,10 @@ func TestRunDeliversEverything(t *testing.T) {
 		wsLibrary bool
 		original  bool
 		idle      bool
+		quickAcks bool
 	}{
 		{name: "epoll"},
+		{name: "epoll with quick acks", quickAcks: true},
 		{name: "goroutines and library", goReaders: true, wsLibrary: true},
 		{name: "original protocol", original: true},
 		{name: "idle", idle: true},
@@ -71,7 +73,7 @@ func TestRunDeliversEverything(t *testing.T) {
 				clients: 20, wsClients: 10, senders: 3,
 				rate: 300, inflight: 64, duration: 300 * time.Millisecond, size: 64,
 				sources: 1, settle: 50 * time.Millisecond, pollers: 2, pollInterval: time.Millisecond,
-				goReaders: c.goReaders, wsLibrary: c.wsLibrary, original: c.original,
+				goReaders: c.goReaders, wsLibrary: c.wsLibrary, original: c.original, quickAcks: c.quickAcks,
 			}
 			if c.original {
 				cfg.wsClients = 0 // the original protocol is TCP only

@@ -54,6 +54,9 @@ type Config struct {
 	TLSCertFile, TLSKeyFile string
 	// Session tunes every client connection (queues, timeouts, rate limits).
 	Session session.Options
+	// Flushers is how many goroutines write clients' queues without
+	// blocking, shared by both fronts (0: session.DefaultFlushers).
+	Flushers int
 	// Admission limits connections (total, per IP, per-IP rate).
 	Admission admission.Options
 	// DebugAddr, if set, serves pprof profiles there.
@@ -74,6 +77,7 @@ type Main struct {
 	http      *http.Server
 
 	tcpLn, httpLn net.Listener
+	flusher       *session.Flusher
 	debug         *http.Server
 	errc          chan error
 	ready         atomic.Bool
@@ -131,6 +135,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	m.Admission = admit
 	sessionOpts := m.cfg.Session
 	sessionOpts.Observer = met
+	m.flusher = session.NewFlusher(m.cfg.Flushers)
+	sessionOpts.Flusher = m.flusher
 	m.TCP = tcpfront.New(m.Hub, tcpfront.Options{Logger: m.log, Session: sessionOpts,
 		Admission: admit, MaxRequestBytes: m.cfg.MaxRequestBytes})
 	m.Web = webfront.New(m.Hub, webfront.Options{Logger: m.log, Session: sessionOpts,
@@ -213,5 +219,6 @@ func (m *Main) Close(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
+	m.flusher.Close() // the fronts' sessions are over: none is left to flush
 	return errors.Join(errs...)
 }

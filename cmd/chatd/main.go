@@ -93,6 +93,7 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), stderr io
 	fs.StringVar(&cfg.TLSKeyFile, "tls-key", "", "private key file (PEM) for -tls-cert")
 	fs.IntVar(&cfg.Session.QueueMessages, "queue-messages", 0, "per-client send queue bound in messages; a client that falls this far behind is disconnected (0: 1024)")
 	fs.IntVar(&cfg.Session.QueueBytes, "queue-bytes", 0, "per-client send queue bound in bytes (0: 1 MiB)")
+	fs.IntVar(&cfg.Flushers, "flushers", 0, "goroutines that write to clients without blocking, shared by both fronts (0: half the CPUs, at least one)")
 	fs.DurationVar(&cfg.Session.WriteTimeout, "write-timeout", 0, "a client that accepts no data for this long is disconnected (0: 10s)")
 	fs.StringVar(&cfg.DebugAddr, "debug-addr", "", "if set, serve Go's pprof profiles at http://ADDR/debug/pprof/ (keep it on loopback)")
 	fs.StringVar(&level, "log-level", "info", "log level: debug, info, warn or error")

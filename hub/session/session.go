@@ -10,7 +10,7 @@
 // delivery into an empty queue starts it, and it stops once it has drained
 // the queue, so an idle connection costs one goroutine. The writer is a
 // Flusher's turn when the front gives one and the Conn can write without
-// blocking (a plain socket): a few shared goroutines, one per CPU, write
+// blocking (a plain socket): a few shared goroutines (half the CPUs) write
 // each such queue with one non-blocking write. Otherwise, or when the socket
 // does not take everything at once, or for paced original-protocol clients
 // and closing sessions, it is a writer goroutine of the session's own, which

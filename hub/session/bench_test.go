@@ -34,24 +34,40 @@ func (c *discardConn) WriteFrames(frames [][]byte, _ time.Time) error {
 	return nil
 }
 
+func (c *discardConn) TryWriteFrames(frames [][]byte) (bool, error) {
+	c.frames.Add(int64(len(frames)))
+	return true, nil
+}
+
 func (c *discardConn) Close(hub.Disconnect) error { c.Abort(); return nil }
 func (c *discardConn) Abort()                     { c.once.Do(func() { close(c.closed) }) }
 
 // BenchmarkDeliveryPath publishes to a room of N real sessions (queue,
-// writer goroutine, encoding once per event, batching) over connections
-// that cost nothing to write to: the server's per-delivery cost above the
-// write syscall.
+// writers, encoding once per event, batching) over connections that cost
+// nothing to write to: the server's per-delivery cost above the write
+// syscall, with a Flusher (as chatd runs) and with a writer goroutine per
+// session.
 func BenchmarkDeliveryPath(b *testing.B) {
-	for _, members := range []int{100, 1000} {
-		b.Run(fmt.Sprintf("members=%d", members), func(b *testing.B) {
+	for _, bc := range []struct {
+		writers string
+		members int
+	}{{"flusher", 100}, {"flusher", 1000}, {"goroutines", 100}, {"goroutines", 1000}} {
+		members := bc.members
+		b.Run(fmt.Sprintf("writers=%s/members=%d", bc.writers, members), func(b *testing.B) {
 			ctx := context.Background()
 			h, _ := hub.New(hub.Options{HistoryOnJoin: -1, AnnounceLimit: -1})
+			opts := Options{QueueMessages: 1 << 20, QueueBytes: 1 << 30, RequestRate: -1}
+			if bc.writers == "flusher" {
+				f := NewFlusher(0)
+				defer f.Close()
+				opts.Flusher = f
+			}
 			conns := make([]*discardConn, members)
 			var wg sync.WaitGroup
 			for i := range conns {
 				c := &discardConn{closed: make(chan struct{}), waiting: make(chan []byte, 1)}
 				conns[i] = c
-				s := New(h, c, Options{QueueMessages: 1 << 20, QueueBytes: 1 << 30, RequestRate: -1})
+				s := New(h, c, opts)
 				wg.Go(func() { s.Run(ctx) })
 				c.waiting <- []byte(fmt.Sprintf(`{"type":"login","nickname":"m%d","protocol":1}`, i))
 			}

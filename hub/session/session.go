@@ -214,7 +214,7 @@ type Session struct {
 	selfID   int64 // set by the welcome event
 	closing  *hub.Disconnect
 
-	writing bool // a writer goroutine is running; it exits when the queue is empty
+	writing bool // a writer (a Flusher's turn or a goroutine) owns the queue until it is empty
 
 	done     chan struct{} // closed once the connection is closed
 	aborted  atomic.Bool   // set once by Abort: write nothing more

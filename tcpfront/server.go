@@ -208,6 +208,7 @@ type tcpConn struct {
 // blocking (session.TryWriter) for the session's Flusher.
 type socketConn struct{ *tcpConn }
 
+// TryWriteFrames implements session.TryWriter.
 func (t socketConn) TryWriteFrames(frames [][]byte) (bool, error) {
 	if len(t.pending) > 0 { // not expected (the writer that takes over writes it), but keep order
 		for _, f := range frames {

@@ -285,6 +285,7 @@ func trimNewlines(frames [][]byte) [][]byte {
 // blocking (session.TryWriter) for the session's Flusher.
 type socketWSConn struct{ *wsConn }
 
+// TryWriteFrames implements session.TryWriter.
 func (c socketWSConn) TryWriteFrames(frames [][]byte) (bool, error) {
 	done, err := c.conn.tryWriteTextMessages(trimNewlines(frames))
 	if err != nil {

@@ -12,7 +12,7 @@ import (
 	"time"
 )
 
-// poller reads many TCP clients from one goroutine with epoll: one
+// poller reads many clients (TCP or WebSocket) from one goroutine with epoll: one
 // epoll_wait for every client that has input, then one read each. A
 // goroutine per client costs a wakeup and two reads per delivery (the second
 // finding nothing) when messages come one at a time, which on a shared box
@@ -22,8 +22,9 @@ type poller struct {
 	buf  []byte // the poller's reads land here
 	hist histogram
 
-	mu     sync.Mutex // guards polled; held only to register and look up
+	mu     sync.Mutex // guards polled and added; held only to register and look up
 	polled map[int32]*polledConn
+	added  []*polledConn // new clients whose login left input to handle
 
 	interval    time.Duration // see newPollers
 	delayedAcks bool          // see polledConn.delayAcks
@@ -45,10 +46,10 @@ const pollWaitMS = 20
 
 // newPollers starts n pollers. With an interval, a poller that finds
 // nothing to read sleeps that long and then looks again, rather than
-// blocking in epoll_wait: a reader asleep in epoll_wait must be woken by
-// every write that reaches it (on this box, an interprocessor wakeup billed
-// to the server), which a server's writes to clients on other machines never
-// pay. It adds at most interval to the latencies measured.
+// blocking in epoll_wait: a reader asleep in epoll_wait is woken by each
+// write that reaches it, a cost to both sides that a server's writes to
+// clients on other machines never pay; sleeping, it wakes at most once per
+// interval. It adds at most interval to the latencies measured.
 func newPollers(n int, interval time.Duration, delayedAcks bool) ([]*poller, error) {
 	ps := make([]*poller, 0, n)
 	for range n {
@@ -115,12 +116,17 @@ func (p *poller) add(c *client, w *tcpWire, detach, ws bool) error {
 		pc.delayAcks()
 	}
 	c.hist = &p.hist
+	// What the login left buffered is the poller's to handle (its clients
+	// share its histogram): it starts as the unfinished input.
 	if n := w.r.Buffered(); n > 0 {
 		rest, _ := w.r.Peek(n)
-		pc.consume(rest)
+		pc.partial = append(pc.partial, rest...)
 	}
 	p.mu.Lock()
 	p.polled[int32(pc.fd)] = pc
+	if len(pc.partial) > 0 {
+		p.added = append(p.added, pc)
+	}
 	p.mu.Unlock()
 	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP, Fd: int32(pc.fd)}
 	if err := syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, pc.fd, &ev); err != nil {
@@ -137,6 +143,13 @@ func (p *poller) run() {
 		wait = 0
 	}
 	for !p.stop.Load() {
+		p.mu.Lock()
+		added := p.added
+		p.added = nil
+		p.mu.Unlock()
+		for _, pc := range added {
+			pc.consume(nil)
+		}
 		n, err := syscall.EpollWait(p.epfd, events, wait)
 		if err != nil {
 			if errors.Is(err, syscall.EINTR) {
@@ -190,51 +203,37 @@ func (pc *polledConn) delayAcks() {
 }
 
 // consume handles the objects (one per line, or one per WebSocket frame) in
-// data, keeping an unfinished one for the next read.
+// the unfinished input and then data, keeping what is still unfinished.
 func (pc *polledConn) consume(data []byte) {
-	if pc.ws {
-		pc.consumeFrames(data)
-		return
-	}
-	if len(pc.partial) > 0 {
-		i := bytes.IndexByte(data, '\n')
-		if i < 0 {
-			pc.partial = append(pc.partial, data...)
-			return
-		}
-		pc.partial = append(pc.partial, data[:i+1]...)
-		pc.c.handle(pc.partial)
-		pc.partial = pc.partial[:0]
-		data = data[i+1:]
-	}
-	for len(data) > 0 {
-		i := bytes.IndexByte(data, '\n')
-		if i < 0 {
-			pc.partial = append(pc.partial, data...)
-			return
-		}
-		pc.c.handle(data[:i+1])
-		data = data[i+1:]
-	}
-}
-
-// consumeFrames handles the WebSocket frames in data, answering pings.
-func (pc *polledConn) consumeFrames(data []byte) {
 	buf := data
 	if len(pc.partial) > 0 {
 		pc.partial = append(pc.partial, data...)
 		buf = pc.partial
 	}
 	for {
-		op, payload, size, ok := parseServerFrame(buf)
-		if !ok {
-			break
+		var obj []byte
+		var size int
+		if pc.ws {
+			op, payload, n, ok := parseServerFrame(buf)
+			if !ok {
+				break
+			}
+			switch op {
+			case wsOpText:
+				obj = payload
+			case wsOpPing:
+				_, _ = syscall.Write(pc.fd, appendClientFrame(nil, wsOpPong, payload))
+			}
+			size = n
+		} else {
+			i := bytes.IndexByte(buf, '\n')
+			if i < 0 {
+				break
+			}
+			obj, size = buf[:i+1], i+1
 		}
-		switch op {
-		case wsOpText:
-			pc.c.handle(payload)
-		case wsOpPing:
-			_, _ = syscall.Write(pc.fd, appendClientFrame(nil, wsOpPong, payload))
+		if obj != nil {
+			pc.c.handle(obj)
 		}
 		buf = buf[size:]
 	}

@@ -168,8 +168,9 @@ func (s *Server) open(c net.Conn) (sess *session.Session, release func()) {
 	s.log.Info("connection opened", attrs...)
 	opts := s.opts.Session
 	opts.LogAttrs = attrs
-	conn := &tcpConn{c: c, frames: newFrameReader(c, s.opts.MaxRequestBytes)}
-	if conn.frames.raw != nil { // a plain socket (not TLS): it can write without blocking
+	frames := newFrameReader(c, s.opts.MaxRequestBytes)
+	conn := &tcpConn{c: c, frames: frames, w: session.NewSocketWriter(c, frames.raw, nil)}
+	if conn.w.CanTry() { // a plain socket (not TLS): it can write without blocking
 		return session.New(s.hub, socketConn{conn}, opts), release
 	}
 	return session.New(s.hub, conn, opts), release
@@ -198,10 +199,9 @@ func (s *Server) Len() int { return s.group.Len() }
 
 // tcpConn adapts a TCP connection to session.Conn.
 type tcpConn struct {
-	c        net.Conn
-	frames   *frameReader
-	deadline time.Time // the write deadline last set; owned by the writer
-	pending  []byte    // what a TryWriteFrames left: written first; owned by the writer
+	c      net.Conn
+	frames *frameReader
+	w      session.SocketWriter
 }
 
 // socketConn is a tcpConn on a plain socket, which can also write without
@@ -210,15 +210,7 @@ type socketConn struct{ *tcpConn }
 
 // TryWriteFrames implements session.TryWriter.
 func (t socketConn) TryWriteFrames(frames [][]byte) (bool, error) {
-	if len(t.pending) > 0 { // not expected (the writer that takes over writes it), but keep order
-		for _, f := range frames {
-			t.pending = append(t.pending, f...)
-		}
-		return false, nil
-	}
-	rest, err := session.TryWriteBatch(t.frames.raw, frames, nil)
-	t.pending = rest
-	return rest == nil, err
+	return t.w.TryWriteFrames(frames)
 }
 
 func (t *tcpConn) ReadFrame() ([]byte, error) {
@@ -240,25 +232,10 @@ func readError(err error) error {
 	return err
 }
 
+// WriteFrames writes the whole batch in one write (per 32 KiB): deliveries
+// per syscall, not one each.
 func (t *tcpConn) WriteFrames(frames [][]byte, deadline time.Time) error {
-	// Moving the deadline costs a timer update per write; move it only when
-	// it has fallen more than a second behind (or must come sooner), so the
-	// effective timeout is between the requested one and a second less.
-	if deadline.Before(t.deadline) || deadline.Sub(t.deadline) > time.Second {
-		if err := t.c.SetWriteDeadline(deadline); err != nil {
-			return fmt.Errorf("set write deadline: %w", err)
-		}
-		t.deadline = deadline
-	}
-	if len(t.pending) > 0 {
-		if _, err := t.c.Write(t.pending); err != nil {
-			return fmt.Errorf("write: %w", err)
-		}
-		t.pending = nil
-	}
-	// The whole batch in one write (per 32 KiB): deliveries per syscall, not
-	// one each.
-	return session.WriteBatch(t.c, frames, nil)
+	return t.w.WriteFrames(frames, deadline)
 }
 
 func (t *tcpConn) Close(hub.Disconnect) error { return t.c.Close() }

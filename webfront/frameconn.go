@@ -33,13 +33,10 @@ const (
 type frameConn struct {
 	net.Conn
 
-	mu       sync.Mutex // serialises writes (held during them: it is this socket's own write lock, never a hub or queue lock); guards deadline
-	deadline time.Time  // the write deadline in force (zero: none)
-
-	raw syscall.RawConn // set when the connection is a plain socket: batches may be tried without blocking
-	// pending is what a tryWriteTextMessages could not write: the next
-	// writeTextMessages writes it first. Owned by the session's writer.
-	pending []byte
+	mu sync.Mutex // serialises writes (held during them: it is this socket's own write lock, never a hub or queue lock); guards w's deadline
+	// w writes the session's batches as text frames. What a
+	// tryWriteTextMessages leaves in it is the session writer's.
+	w session.SocketWriter
 }
 
 // Write is the library's path (pongs, pings, the close frame): one whole
@@ -48,11 +45,8 @@ type frameConn struct {
 func (c *frameConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.deadline.IsZero() {
-		if err := c.Conn.SetWriteDeadline(time.Time{}); err != nil {
-			return 0, err
-		}
-		c.deadline = time.Time{}
+	if err := c.w.ClearDeadline(); err != nil {
+		return 0, err
 	}
 	return c.Conn.Write(p)
 }
@@ -65,21 +59,7 @@ func (c *frameConn) Write(p []byte) (int, error) {
 func (c *frameConn) writeTextMessages(payloads [][]byte, deadline time.Time) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	// As on TCP: move the deadline only when it is a second stale (or must
-	// come sooner), not on every write.
-	if c.deadline.IsZero() || deadline.Before(c.deadline) || deadline.Sub(c.deadline) > time.Second {
-		if err := c.Conn.SetWriteDeadline(deadline); err != nil {
-			return fmt.Errorf("set write deadline: %w", err)
-		}
-		c.deadline = deadline
-	}
-	if len(c.pending) > 0 {
-		if _, err := c.Conn.Write(c.pending); err != nil {
-			return fmt.Errorf("write: %w", err)
-		}
-		c.pending = nil
-	}
-	return session.WriteBatch(c.Conn, payloads, appendTextFrameHeader)
+	return c.w.WriteFrames(payloads, deadline)
 }
 
 // tryWriteTextMessages writes payloads as writeTextMessages does, but with
@@ -87,16 +67,12 @@ func (c *frameConn) writeTextMessages(payloads [][]byte, deadline time.Time) err
 // the moment; what does not go out now is kept for the next
 // writeTextMessages. It reports whether everything went.
 func (c *frameConn) tryWriteTextMessages(payloads [][]byte) (bool, error) {
-	if len(c.pending) > 0 || !c.mu.TryLock() {
-		for _, p := range payloads {
-			c.pending = append(appendTextFrameHeader(c.pending, len(p)), p...)
-		}
+	if !c.mu.TryLock() {
+		c.w.Keep(payloads)
 		return false, nil
 	}
 	defer c.mu.Unlock()
-	rest, err := session.TryWriteBatch(c.raw, payloads, appendTextFrameHeader)
-	c.pending = rest
-	return rest == nil, err
+	return c.w.TryWriteFrames(payloads)
 }
 
 // appendTextFrameHeader appends the header of a final, unmasked text frame
@@ -134,12 +110,11 @@ func (w *hijackingResponseWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) 
 		conn.Close()
 		return nil, nil, fmt.Errorf("webfront: hijack: %w", err)
 	}
-	w.conn = &frameConn{Conn: conn}
+	var raw syscall.RawConn
 	if sc, ok := conn.(syscall.Conn); ok {
-		if raw, err := sc.SyscallConn(); err == nil {
-			w.conn.raw = raw
-		}
+		raw, _ = sc.SyscallConn() // nil on error: no non-blocking writes
 	}
+	w.conn = &frameConn{Conn: conn, w: session.NewSocketWriter(conn, raw, appendTextFrameHeader)}
 	// The library reads what is already buffered (Peek(Buffered())) before
 	// it rebuilds the reader on the connection, so the pending bytes must
 	// sit in the new reader's buffer, not merely be readable from it.

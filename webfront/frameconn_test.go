@@ -49,7 +49,7 @@ func testFramesRoundTrip(t *testing.T, try bool) {
 		}
 		deadline := time.Now().Add(10 * time.Second)
 		if try {
-			if hw.conn.raw == nil {
+			if !hw.conn.w.CanTry() {
 				done <- errors.New("no raw connection to try writes on")
 				return
 			}

@@ -185,7 +185,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 			}
 		}()
 		var sc session.Conn = conn
-		if conn.conn.raw != nil { // a plain socket (not TLS): it can write without blocking
+		if conn.conn.w.CanTry() { // a plain socket (not TLS): it can write without blocking
 			sc = socketWSConn{conn}
 		}
 		_ = s.group.Run(s.ctx, session.New(s.hub, sc, opts))

@@ -1,8 +1,9 @@
 // Package session is the connection contract shared by every front: the
 // request/response state machine of one chat client (login, broadcast,
 // members), its bounded send queue and its writers. A front supplies a Conn
-// that reads request frames and writes response frames; everything else
-// about a client behaves the same over TCP and WebSocket.
+// that reads request frames and writes response frames (SocketWriter is the
+// write half both fronts use); everything else about a client behaves the
+// same over TCP and WebSocket.
 //
 // A Session runs on its reader goroutine (Run's caller), which decodes
 // requests and calls the hub. Its queue is written out by one writer at a

@@ -4,10 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"strings"
 	"testing"
 	"testing/iotest"
+
+	"chatroom/hub/session/sockettest"
 )
 
 // chunkReader returns its data in reads of the given sizes, cycling.
@@ -111,21 +112,7 @@ func FuzzFrameReader(f *testing.F) {
 // objects split over writes, several in one write, one larger than a pooled
 // buffer, then the peer's close.
 func TestFrameReaderOnASocket(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	server, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer server.Close()
+	client, server := sockettest.Pair(t)
 
 	big := `{"message":"` + strings.Repeat("x", 3*readBufSize) + `"}`
 	steps := []struct {

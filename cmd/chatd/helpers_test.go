@@ -109,11 +109,7 @@ func dialTCP(t *testing.T, m *Main, name string) *client {
 			if err != nil {
 				return nil, line, err
 			}
-			var m msg
-			if err := json.Unmarshal(line, &m); err != nil {
-				return nil, line, fmt.Errorf("server sent invalid JSON %q: %w", line, err)
-			}
-			return m, line, nil
+			return decodeMsg(line)
 		},
 		close: func() { c.Close() },
 	}
@@ -149,11 +145,7 @@ func dialWS(t *testing.T, m *Main, name string) *client {
 			if err != nil {
 				return nil, nil, err
 			}
-			var m msg
-			if err := json.Unmarshal(data, &m); err != nil {
-				return nil, data, fmt.Errorf("server sent invalid JSON %q: %w", data, err)
-			}
-			return m, data, nil
+			return decodeMsg(data)
 		},
 		close: func() { ws.Close(websocket.StatusNormalClosure, "bye") },
 	}
@@ -314,4 +306,13 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	if !poll(cond) {
 		t.Fatalf("timed out waiting for %s", what)
 	}
+}
+
+// decodeMsg parses one object the server sent, and returns it with its bytes.
+func decodeMsg(data []byte) (msg, []byte, error) {
+	var m msg
+	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, data, fmt.Errorf("server sent invalid JSON %q: %w", data, err)
+	}
+	return m, data, nil
 }

@@ -5,9 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"testing"
 	"time"
+
+	"chatroom/hub/session/sockettest"
 )
 
 // countingWriter records each write.
@@ -83,22 +84,8 @@ func repeatFrames(n, size int) [][]byte {
 // reading until it takes no more: what TryWriteBatch returns as not taken,
 // written afterwards, completes the stream exactly.
 func TestTryWriteBatchOnAFullSocket(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	server, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer server.Close()
-	raw, err := server.(*net.TCPConn).SyscallConn()
+	client, server := sockettest.Pair(t)
+	raw, err := server.SyscallConn()
 	if err != nil {
 		t.Fatal(err)
 	}

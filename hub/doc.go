@@ -55,6 +55,13 @@
 //     the only one that waits on it (up to the write timeout). hub/session
 //     implements exactly this.
 //
+//   - Panics. No goroutine that serves many members may die of one member's
+//     data. A reader goroutine recovers a panic in its requests (and so in
+//     the fan-out it runs), a writer goroutine and a Flusher's encode-and-
+//     write recover theirs; each logs the stack and drops only the
+//     connection involved. Hub.mu is released by defers, so a panic under
+//     it cannot leave the hub locked for everyone.
+//
 //   - Events are immutable once published and shared by every recipient, so
 //     each front encodes an event once per wire shape (Event.Encoding caches
 //     the bytes), not once per recipient.

@@ -22,15 +22,34 @@ type History interface {
 // Defaults for MemoryHistory.
 const (
 	DefaultHistoryRetain      = 1000
-	DefaultHistoryRetainBytes = 512 << 10
+	DefaultHistoryRetainBytes = 1 << 20
 )
 
+// footprint is an upper bound on the memory a message keeps alive while it
+// is in history: the event itself (messageOverhead) and its text, plus the
+// encodings the fronts cache on it (Event.Encoding), one per wire shape in
+// use. JSON escaping at most doubles a message's text (it may hold no
+// control characters but newline and tab, each escaped in two bytes), and
+// an encoding's buffer may have up to a quarter more capacity than it
+// uses: so each of the two shapes holds at most 2.5 times the text, and
+// the whole under six times. Counting this rather than the text alone is
+// what keeps RetainBytes a bound on memory (text of quotes would otherwise
+// hold about five times what was counted).
+func footprint(ev *Event) int { return messageOverhead + 6*len(ev.Text) }
+
+// messageOverhead is what a message holds besides its text: the Event,
+// its encodings' slice headers and their JSON fields, names and times.
+const messageOverhead = 768
+
 // MemoryHistory keeps the latest messages of each room in memory, bounded
-// per room by count and by bytes of text. Its zero value keeps the defaults.
+// per room by count and by memory (footprint: text and cached encodings).
+// Its zero value keeps the defaults.
 type MemoryHistory struct {
 	// Retain is how many messages a room keeps. Default DefaultHistoryRetain.
 	Retain int
-	// RetainBytes bounds the text a room keeps. Default
+	// RetainBytes bounds the memory a room's messages hold, counted as
+	// their text, their events and the encodings cached on them (see
+	// footprint). The newest message is always kept. Default
 	// DefaultHistoryRetainBytes.
 	RetainBytes int
 
@@ -38,40 +57,49 @@ type MemoryHistory struct {
 	rooms map[string]*roomHistory
 }
 
-// roomHistory is a ring of a room's latest messages, oldest at head.
+// roomHistory is a ring of a room's latest messages, oldest at head. The
+// ring grows by copying its messages, oldest first, into a larger slice, so
+// that growth never depends on where head happens to be.
 type roomHistory struct {
-	ring  []*Event // grows up to the retain count, then wraps
+	ring  []*Event // len(ring) is the capacity in use; slots outside the n held are nil
 	head  int      // index of the oldest message
 	n     int      // messages held
-	bytes int
+	bytes int      // Footprint of the messages held
 }
+
+// minRing is the smallest ring a room gets: most rooms say little.
+const minRing = 8
 
 func (r *roomHistory) at(i int) *Event { return r.ring[(r.head+i)%len(r.ring)] }
 
+// push appends ev, dropping the oldest when the room holds retain already.
 func (r *roomHistory) push(ev *Event, retain int) {
-	if r.n < len(r.ring) || len(r.ring) >= retain {
-		if r.n == len(r.ring) { // full: overwrite the oldest
-			r.bytes -= len(r.ring[r.head].Text)
-			r.ring[r.head] = ev
-			r.head = (r.head + 1) % len(r.ring)
-		} else {
-			r.ring[(r.head+r.n)%len(r.ring)] = ev
-			r.n++
-		}
-	} else { // grow (only while not yet wrapped: head is 0)
-		r.ring = append(r.ring, ev)
-		r.ring = r.ring[:cap(r.ring)]
-		if len(r.ring) > retain {
-			r.ring = r.ring[:retain]
-		}
-		r.n++
+	if r.n == len(r.ring) && len(r.ring) < retain {
+		r.resize(min(retain, max(minRing, 2*len(r.ring))))
 	}
-	r.bytes += len(ev.Text)
+	for r.n >= retain || r.n == len(r.ring) {
+		r.dropOldest()
+	}
+	r.ring[(r.head+r.n)%len(r.ring)] = ev
+	r.n++
+	r.bytes += footprint(ev)
+	if len(r.ring) > max(minRing, 2*retain) { // the bound was lowered: give the memory back
+		r.resize(max(minRing, retain))
+	}
+}
+
+// resize moves the messages held into a ring of size slots, oldest at 0.
+func (r *roomHistory) resize(size int) {
+	ring := make([]*Event, size)
+	for i := range r.n {
+		ring[i] = r.at(i)
+	}
+	r.ring, r.head = ring, 0
 }
 
 // dropOldest forgets the oldest message.
 func (r *roomHistory) dropOldest() {
-	r.bytes -= len(r.ring[r.head].Text)
+	r.bytes -= footprint(r.ring[r.head])
 	r.ring[r.head] = nil
 	r.head = (r.head + 1) % len(r.ring)
 	r.n--

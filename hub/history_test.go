@@ -7,7 +7,7 @@ import (
 )
 
 func TestMemoryHistoryKeepsTheLatestInOrder(t *testing.T) {
-	h := &MemoryHistory{Retain: 5, RetainBytes: 1000}
+	h := &MemoryHistory{Retain: 5, RetainBytes: 4000}
 	for i := 1; i <= 12; i++ {
 		h.Append(&Event{Kind: KindMessage, Room: "r", Seq: uint64(i), Text: fmt.Sprint(i)})
 	}
@@ -34,7 +34,7 @@ func TestMemoryHistoryKeepsTheLatestInOrder(t *testing.T) {
 		t.Errorf("another room = %s", got)
 	}
 	// The byte bound drops the oldest too, but keeps the newest message.
-	h.Append(&Event{Kind: KindMessage, Room: "r", Seq: 13, Text: strings.Repeat("x", 999)})
+	h.Append(&Event{Kind: KindMessage, Room: "r", Seq: 13, Text: strings.Repeat("x", 3999)})
 	if got := h.Recent("r", 100); len(got) != 1 || got[0].Seq != 13 {
 		t.Errorf("after a big message: %d messages", len(got))
 	}

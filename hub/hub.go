@@ -172,8 +172,19 @@ func (h *Hub) fanOut(ev *Event) {
 	if h.observer != nil {
 		start = time.Now()
 	}
+	n := h.deliver(ev)
+	if h.observer != nil {
+		h.observer.FannedOut(ev.Kind, n, time.Since(start))
+	}
+}
+
+// deliver queues ev for its recipients under the read lock and
+// returns how many there were. The lock is released by a defer: a panic
+// below (a subscriber's or a store's bug) must not leave the hub locked for
+// everyone while the publisher's goroutine recovers.
+func (h *Hub) deliver(ev *Event) (n int) {
 	h.mu.RLock()
-	n := 0
+	defer h.mu.RUnlock()
 	switch {
 	case ev.Kind == KindPrivate:
 		for _, id := range []int64{ev.From.ID, ev.To.ID} {
@@ -200,10 +211,7 @@ func (h *Hub) fanOut(ev *Event) {
 		}
 		n = len(r.members)
 	}
-	h.mu.RUnlock()
-	if h.observer != nil {
-		h.observer.FannedOut(ev.Kind, n, time.Since(start))
-	}
+	return n
 }
 
 // update runs change with h.mu held, then publishes the announcements it
@@ -357,16 +365,27 @@ func (h *Hub) Private(ctx context.Context, id int64, to, text string) error {
 	if err := h.checkMessage(text); err != nil {
 		return err
 	}
-	h.mu.RLock()
-	from, recipient := h.byID[id], h.byNick[foldNickname(strings.TrimSpace(to))]
-	h.mu.RUnlock()
-	switch {
-	case from == nil:
-		return ErrNotMember
-	case recipient == nil:
-		return fmt.Errorf("%w: %q", ErrNoSuchMember, to)
+	from, recipient, err := h.privateParties(id, to)
+	if err != nil {
+		return err
 	}
-	return h.broker.Publish(ctx, &Event{Kind: KindPrivate, From: from.Identity, To: recipient.Identity, Text: text})
+	return h.broker.Publish(ctx, &Event{Kind: KindPrivate, From: from, To: recipient, Text: text})
+}
+
+// privateParties looks up both ends of a private message. Identities are
+// copied under the lock: a member's Nickname changes under the write lock
+// (Rename), so reading it after RUnlock would race with a rename.
+func (h *Hub) privateParties(id int64, to string) (from, recipient Identity, err error) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	f, r := h.byID[id], h.byNick[foldNickname(strings.TrimSpace(to))]
+	switch {
+	case f == nil:
+		return Identity{}, Identity{}, ErrNotMember
+	case r == nil:
+		return Identity{}, Identity{}, fmt.Errorf("%w: %q", ErrNoSuchMember, to)
+	}
+	return f.Identity, r.Identity, nil
 }
 
 // Typing tells the room that member id is typing.
@@ -452,12 +471,15 @@ func (h *Hub) Rooms(id int64) []RoomInfo {
 
 // RoomMembers lists the members of a room member id is in.
 func (h *Hub) RoomMembers(id int64, roomName string) (string, []Identity, error) {
-	_, name, err := h.inRoom(id, roomName)
+	name, err := roomOrLobby(roomName)
 	if err != nil {
 		return "", nil, err
 	}
 	h.mu.RLock()
 	defer h.mu.RUnlock()
+	if _, err := h.inRoomLocked(id, name); err != nil {
+		return "", nil, err
+	}
 	return name, identities(h.rooms[name].members), nil
 }
 
@@ -503,25 +525,37 @@ func (h *Hub) publish(ctx context.Context, ev *Event) {
 	}
 }
 
-// inRoom resolves roomName ("" is the lobby) and checks that member id is in it.
+// inRoom resolves roomName ("" is the lobby) and checks that member id is
+// in it, returning the member's identity as of that moment.
 func (h *Hub) inRoom(id int64, roomName string) (Identity, string, error) {
-	name := Lobby
-	if roomName != "" {
-		var err error
-		if name, err = CleanRoom(roomName); err != nil {
-			return Identity{}, "", err
-		}
+	name, err := roomOrLobby(roomName)
+	if err != nil {
+		return Identity{}, "", err
 	}
 	h.mu.RLock()
 	defer h.mu.RUnlock()
+	who, err := h.inRoomLocked(id, name)
+	return who, name, err
+}
+
+// inRoomLocked checks that member id is in the room with clean name name.
+func (h *Hub) inRoomLocked(id int64, name string) (Identity, error) {
 	m := h.byID[id]
 	switch {
 	case m == nil:
-		return Identity{}, "", ErrNotMember
+		return Identity{}, ErrNotMember
 	case !slices.Contains(m.rooms, name):
-		return Identity{}, "", fmt.Errorf("%w: %s", ErrNotInRoom, name)
+		return Identity{}, fmt.Errorf("%w: %s", ErrNotInRoom, name)
 	}
-	return m.Identity, name, nil
+	return m.Identity, nil
+}
+
+// roomOrLobby cleans a room name from a request; "" is the lobby.
+func roomOrLobby(roomName string) (string, error) {
+	if roomName == "" {
+		return Lobby, nil
+	}
+	return CleanRoom(roomName)
 }
 
 // announcedLocked reports whether joins and leaves are announced in r.

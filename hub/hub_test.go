@@ -348,3 +348,98 @@ func atoi(s string) int {
 	n, _ := strconv.Atoi(s)
 	return n
 }
+
+// TestConcurrentOperationsDoNotRace runs every hub operation from several
+// goroutines at once over colliding nicknames and rooms (issue 12: Private
+// read identities after releasing the lock while Rename wrote them). The
+// race detector is the assertion; the checks after it are the invariants
+// that need no model: every recipient saw each room's events in one
+// strictly increasing order, and nobody is left behind.
+func TestConcurrentOperationsDoNotRace(t *testing.T) {
+	ctx := context.Background()
+	h := newHub(t)
+	names := []string{"ann", "Ann", "bob", "BOB", "cy"}
+	rooms := []string{"go", "#Go", "rust", "lobby"}
+	var wg sync.WaitGroup
+	subs := make([]*recorder, 6)
+	for w := range subs {
+		subs[w] = &recorder{}
+		wg.Go(func() {
+			self, err := h.Login(ctx, fmt.Sprintf("w%d", w), subs[w])
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			for i := range 400 {
+				name, room := names[(w+i)%len(names)], rooms[(w*7+i)%len(rooms)]
+				switch i % 8 {
+				case 0:
+					_, _ = h.Rename(ctx, self.ID, name)
+				case 1:
+					_ = h.Private(ctx, self.ID, name, "psst")
+				case 2:
+					_, _ = h.JoinRoom(ctx, self.ID, room)
+				case 3:
+					_ = h.Publish(ctx, self.ID, room, "hi")
+				case 4:
+					_, _ = h.LeaveRoom(ctx, self.ID, room)
+				case 5:
+					_, _, _ = h.RoomMembers(self.ID, room)
+					_ = h.Rooms(self.ID)
+				case 6:
+					_ = h.Typing(ctx, self.ID, room)
+					_, _, _ = h.RoomHistory(self.ID, room, 0, 10)
+				case 7:
+					_ = h.Members()
+				}
+			}
+			h.Logout(ctx, self.ID, "left")
+		})
+	}
+	wg.Wait()
+	if h.Len() != 0 {
+		t.Fatalf("%d members left behind", h.Len())
+	}
+	for i, sub := range subs {
+		last := map[string]uint64{}
+		for _, ev := range sub.snapshot() {
+			if ev.Seq == 0 {
+				continue
+			}
+			if ev.Seq <= last[ev.Room] {
+				t.Fatalf("subscriber %d: %s seq %d after %d", i, ev.Room, ev.Seq, last[ev.Room])
+			}
+			last[ev.Room] = ev.Seq
+		}
+	}
+}
+
+// TestPrivateWhileRenaming is issue 12's race, focused: private messages to
+// a member who keeps renaming. Each private message carries a nickname the
+// recipient really had, whole.
+func TestPrivateWhileRenaming(t *testing.T) {
+	ctx := context.Background()
+	h := newHub(t)
+	target, senders := &recorder{}, []*recorder{{}, {}}
+	self, _ := h.Login(ctx, "r0", target)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := range 3000 {
+			_, _ = h.Rename(ctx, self.ID, fmt.Sprintf("r%d", (i+1)%2))
+		}
+	})
+	for i, rec := range senders {
+		from, _ := h.Login(ctx, fmt.Sprintf("sender%d", i), rec)
+		wg.Go(func() {
+			for j := range 3000 {
+				_ = h.Private(ctx, from.ID, fmt.Sprintf("r%d", j%2), "psst")
+			}
+		})
+	}
+	wg.Wait()
+	for _, ev := range target.snapshot() {
+		if ev.Kind == hub.KindPrivate && ev.To.Nickname != "r0" && ev.To.Nickname != "r1" {
+			t.Fatalf("private message to %q", ev.To.Nickname)
+		}
+	}
+}

@@ -124,6 +124,7 @@ func dialWS(t *testing.T, m *Main, name string) *client {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ws.CloseNow() })
+	ws.SetReadLimit(16 << 20) // a history page of big messages is over the library's 32 KiB default
 	return &client{
 		t: t, name: name,
 		send: func(raw string) {

@@ -77,7 +77,7 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), stderr io
 	fs.IntVar(&cfg.MaxMessageBytes, "max-message", 0, "longest chat message in bytes (0: 4096)")
 	fs.Var(stringList{&cfg.AllowedOrigins}, "allow-origin", "extra `host` pattern whose pages may open a WebSocket, e.g. '*.example.com' (repeatable, comma-separated); same-host pages are always allowed")
 	fs.IntVar(&cfg.HistoryOnJoin, "history", 0, "recent messages a member gets on joining a room (0: 100; negative: none)")
-	fs.IntVar(&cfg.HistoryRetain, "history-retain", 0, "messages each room keeps in memory for scrolling back (0: 1000, and at most 512 KiB of text)")
+	fs.IntVar(&cfg.HistoryRetain, "history-retain", 0, "messages each room keeps in memory for scrolling back (0: 1000, and at most 1 MiB of memory per room, encodings included)")
 	fs.IntVar(&cfg.MaxRequestBytes, "max-request", 0, "largest request in bytes, a TCP line or WebSocket message; larger closes the connection (0: 65536)")
 	fs.Float64Var(&cfg.Session.RequestRate, "rate", 0, "requests per second a connection may make; excess is refused (0: 10; negative: unlimited)")
 	fs.IntVar(&cfg.Session.RequestBurst, "burst", 0, "requests a connection may make at once above -rate (0: 20)")

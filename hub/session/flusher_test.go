@@ -19,6 +19,7 @@ type tryConn struct {
 	*fakeConn
 	budget   int
 	failTry  bool
+	panicTry bool // a bug triggered by this client's data
 	progress chan struct{} // signalled after each write
 
 	tmu      sync.Mutex // guards the counters and pending
@@ -55,6 +56,9 @@ func (c *tryConn) TryWriteFrames(frames [][]byte) (bool, error) {
 	c.tries++
 	if c.failTry {
 		return false, errors.New("connection reset")
+	}
+	if c.panicTry {
+		panic("injected: a bug in this client's write path")
 	}
 	if len(c.pending) > 0 {
 		return false, errors.New("TryWriteFrames called with a remainder pending")
@@ -170,6 +174,64 @@ func TestFlusherWriteErrorEndsTheSession(t *testing.T) {
 	if h.Len() != 2 {
 		t.Fatalf("%d members, want 2: the failed one gone", h.Len())
 	}
+}
+
+// TestFlusherSurvivesAPanic: a panic while one member's queue is flushed (a
+// bug that its data triggers) ends that member's connection only. The
+// Flusher's goroutine lives on and keeps writing everyone else's queues,
+// and the member's leave is announced.
+func TestFlusherSurvivesAPanic(t *testing.T) {
+	ctx := context.Background()
+	h, watcher := hubWithWatcher(t)
+	f := NewFlusher(1) // one goroutine: if it died, nobody would be written to
+	defer f.Close()
+
+	victim, bystander := newTryConn(1<<20), newTryConn(1<<20)
+	victimDone := runSession(t, h, victim, Options{Flusher: f})
+	bystanderDone := runSession(t, h, bystander, Options{Flusher: f})
+	victim.reads <- []byte(`{"type":"login","nickname":"victim","protocol":1}`)
+	waitJoin(t, watcher, "victim")
+	bystander.reads <- []byte(`{"type":"login","nickname":"bystander","protocol":1}`)
+	waitJoin(t, watcher, "bystander")
+
+	victim.tmu.Lock()
+	victim.panicTry = true
+	flushedBefore := victim.tries
+	victim.tmu.Unlock()
+	talker, _ := h.Login(ctx, "talker", &recorder{})
+	if err := h.Publish(ctx, talker.ID, "", "m000"); err != nil {
+		t.Fatal(err)
+	}
+	waitDone(t, victimDone)
+	if c := victim.closedWith(); c == nil || c.Code != hub.CodeInternal {
+		t.Fatalf("victim closed with %v, want an internal error", c)
+	}
+
+	// The same Flusher goroutine still writes the others' queues.
+	for i := 1; i <= 50; i++ {
+		if err := h.Publish(ctx, talker.ID, "", fmt.Sprintf("m%03d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.After(10 * time.Second)
+	for len(bystander.messages()) < 51 {
+		select {
+		case <-bystander.progress:
+		case <-deadline:
+			t.Fatalf("bystander got %d messages after the panic, want 51", len(bystander.messages()))
+		}
+	}
+	victim.tmu.Lock()
+	flushedAfter := victim.tries
+	victim.tmu.Unlock()
+	if flushedAfter != flushedBefore+1 {
+		t.Fatalf("the victim's connection was flushed %d times after the panic, want once (then dropped)", flushedAfter-flushedBefore)
+	}
+	if h.Len() != 3 {
+		t.Fatalf("%d members, want 3: the victim gone", h.Len())
+	}
+	bystander.Abort()
+	waitDone(t, bystanderDone)
 }
 
 // messages returns the text of each chat message written, in order.

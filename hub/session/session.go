@@ -26,6 +26,7 @@ package session
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -456,21 +457,8 @@ func (s *Session) flush(f *Flusher) {
 	s.mu.Unlock()
 	s.opts.Observer.Drained(len(batch))
 
-	scratch := framesPool.Get().(*[][]byte)
-	frames := (*scratch)[:0]
-	for _, it := range batch {
-		if it.ev == nil {
-			frames = append(frames, it.frames...)
-		} else {
-			frames = append(frames, wire.EncodeEvent(it.ev, true)...)
-		}
-	}
+	done, err := s.tryWriteBatch(batch)
 	clear(batch)
-	s.opts.Observer.Wrote(len(frames))
-	done, err := s.try.TryWriteFrames(frames)
-	clear(frames)
-	*scratch = frames[:0]
-	framesPool.Put(scratch)
 
 	s.mu.Lock()
 	if cap(batch) <= spareCap && s.spare == nil {
@@ -478,7 +466,11 @@ func (s *Session) flush(f *Flusher) {
 	}
 	switch {
 	case err != nil:
-		s.closeLocked(hub.Disconnect{Code: hub.CodeWriteFailed, Reason: "write failed"}, true)
+		d := hub.Disconnect{Code: hub.CodeWriteFailed, Reason: "write failed"}
+		if errors.Is(err, errPanic) {
+			d = hub.Disconnect{Code: hub.CodeInternal, Reason: "internal error"}
+		}
+		s.closeLocked(d, true)
 		s.mu.Unlock()
 		s.logAt(slog.LevelDebug, "write failed", "err", err)
 		s.conn.Abort()
@@ -497,6 +489,38 @@ func (s *Session) flush(f *Flusher) {
 		}
 	}
 }
+
+// tryWriteBatch encodes batch and writes it without blocking. It is the
+// part of a flush that touches what clients sent (their events' text and
+// names), on a goroutine every session shares: a panic here, a bug that one
+// client's data triggered, must end that client's connection and nobody
+// else's. So it is recovered, logged with its stack, and returned as an
+// error wrapping errPanic, which the flush handles like a failed write.
+func (s *Session) tryWriteBatch(batch []item) (done bool, err error) {
+	scratch := framesPool.Get().(*[][]byte)
+	frames := (*scratch)[:0]
+	defer func() {
+		if p := recover(); p != nil {
+			s.logAt(slog.LevelError, "panic writing to connection", "panic", p, "stack", string(debug.Stack()))
+			done, err = false, fmt.Errorf("%w: %v", errPanic, p)
+		}
+		clear(frames)
+		*scratch = frames[:0]
+		framesPool.Put(scratch)
+	}()
+	for _, it := range batch {
+		if it.ev == nil {
+			frames = append(frames, it.frames...)
+		} else {
+			frames = append(frames, wire.EncodeEvent(it.ev, true)...)
+		}
+	}
+	s.opts.Observer.Wrote(len(frames))
+	return s.try.TryWriteFrames(frames)
+}
+
+// errPanic marks a writer's error as a recovered panic.
+var errPanic = errors.New("panic")
 
 func (s *Session) isExtended() bool {
 	s.mu.Lock()

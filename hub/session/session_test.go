@@ -280,3 +280,10 @@ func (c *fakeConn) codesClosed() []hub.DisconnectCode {
 	}
 	return nil
 }
+
+// closedWith returns the reason the connection was closed with, if it was.
+func (c *fakeConn) closedWith() *hub.Disconnect {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed
+}

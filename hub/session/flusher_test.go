@@ -19,7 +19,7 @@ type tryConn struct {
 	*fakeConn
 	budget   int
 	failTry  bool
-	panicTry bool // a bug triggered by this client's data
+	panicTry bool          // a bug triggered by this client's data
 	progress chan struct{} // signalled after each write
 
 	tmu      sync.Mutex // guards the counters and pending

@@ -2,7 +2,9 @@ package webfront
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"sync"
@@ -104,6 +106,12 @@ func (w *hijackingResponseWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) 
 	if err != nil {
 		return nil, nil, err
 	}
+	// The HTTP server's read and write timeouts were for the request: the
+	// WebSocket bounds its own reads (pings) and writes (per write).
+	if err := conn.SetDeadline(time.Time{}); err != nil {
+		conn.Close()
+		return nil, nil, fmt.Errorf("webfront: hijack: %w", err)
+	}
 	// Keep whatever the client already sent after its request.
 	pending, err := brw.Reader.Peek(brw.Reader.Buffered())
 	if err != nil {
@@ -118,7 +126,11 @@ func (w *hijackingResponseWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) 
 	// The library reads what is already buffered (Peek(Buffered())) before
 	// it rebuilds the reader on the connection, so the pending bytes must
 	// sit in the new reader's buffer, not merely be readable from it.
-	r := bufio.NewReaderSize(io2Reader(pending, w.conn), max(wsReadBuffer, len(pending)))
+	var src io.Reader = w.conn
+	if len(pending) > 0 {
+		src = io.MultiReader(bytes.NewReader(bytes.Clone(pending)), w.conn)
+	}
+	r := bufio.NewReaderSize(src, max(wsReadBuffer, len(pending)))
 	if len(pending) > 0 {
 		if _, err := r.Peek(len(pending)); err != nil {
 			conn.Close()

@@ -50,7 +50,8 @@ type Options struct {
 	// one of the server's own (session.DefaultFlushers goroutines, stopped
 	// by Shutdown).
 	Session session.Options
-	// Admission decides whether each new connection is served. Default: no
+	// Admission decides whether each new HTTP connection is served, a
+	// WebSocket or not: serve on Listener(ln) for it to apply. Default: no
 	// limits.
 	Admission *admission.Controller
 	// Ready reports whether the server should receive traffic (/readyz).
@@ -143,26 +144,12 @@ func plain(w http.ResponseWriter, status int, text string) {
 }
 
 func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
-	release := func() {}
-	if s.opts.Admission != nil {
-		var err error
-		release, err = s.opts.Admission.Admit("ws", r.RemoteAddr)
-		if err != nil {
-			s.log.Info("connection refused", "front", "ws", "remote", r.RemoteAddr, "err", err)
-			status := http.StatusServiceUnavailable
-			if !errors.Is(err, admission.ErrTooManyConns) {
-				status = http.StatusTooManyRequests
-			}
-			http.Error(w, err.Error(), status)
-			return
-		}
-	}
+	// The connection was admitted when it was accepted (Listener).
 	cw := &hijackingResponseWriter{ResponseWriter: w}
 	ws, err := websocket.Accept(cw, r, &websocket.AcceptOptions{OriginPatterns: s.opts.AllowedOrigins})
 	if err != nil {
 		// Accept has already answered (403 for a foreign origin).
 		s.log.Info("websocket upgrade refused", "remote", r.RemoteAddr, "origin", r.Header.Get("Origin"), "err", err)
-		release()
 		return
 	}
 	ws.SetReadLimit(int64(s.opts.MaxRequestBytes))
@@ -177,7 +164,6 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	// handler stack (16 KiB once grown) and the request's headers are freed
 	// instead of being held by every idle WebSocket.
 	go func() {
-		defer release()
 		defer func() {
 			if p := recover(); p != nil {
 				s.log.Error("panic serving connection", append(attrs, "panic", p)...)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/tls"
 	"fmt"
@@ -284,9 +285,13 @@ func TestTLSOnBothFronts(t *testing.T) {
 }
 
 func TestHealthReadinessAndMetrics(t *testing.T) {
-	r := newRoom(t)
+	r := newRoom(t, func(c *Config) { c.DebugAddr = "127.0.0.1:0" })
 	get := func(path string) (int, string) {
-		resp, err := http.Get("http://" + r.m.HTTPAddr() + path)
+		addr := r.m.HTTPAddr()
+		if path == "/metrics" {
+			addr = r.m.DebugAddr() // the operator's address, not the public one
+		}
+		resp, err := http.Get("http://" + addr + path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -299,6 +304,9 @@ func TestHealthReadinessAndMetrics(t *testing.T) {
 	}
 	if code, _ := get("/readyz"); code != 200 {
 		t.Fatalf("readyz %d", code)
+	}
+	if code, _ := get("/metrics?public"); code != http.StatusNotFound {
+		t.Fatalf("/metrics on the public address: %d, want 404 (only with -public-metrics)", code)
 	}
 	r.sender.send(`{"type":"dance"}`)
 	r.sender.await("error", func(x msg) bool { return x.str("type") == "error" })
@@ -382,4 +390,83 @@ func openFDs(t *testing.T) int {
 		t.Skip("no /proc/self/fd")
 	}
 	return len(entries)
+}
+
+// TestIdleHTTPConnectionsAreBoundedAndReaped: one address opening hundreds
+// of keep-alive HTTP connections and leaving them idle (issue 15) gets no
+// more than its per-IP share of the server's descriptors, everyone else
+// carries on meanwhile, and idle connections are closed after the idle
+// timeout.
+func TestIdleHTTPConnectionsAreBoundedAndReaped(t *testing.T) {
+	m := startServer(t, func(c *Config) { c.HTTPIdleTimeout = 2 * time.Second })
+	baseFDs := openFDs(t)
+	const attempts = 300
+	var attacker []net.Conn
+	defer func() {
+		for _, c := range attacker {
+			c.Close()
+		}
+	}()
+	answered := map[int]int{}
+	for range attempts {
+		c, err := net.DialTimeout("tcp", m.HTTPAddr(), waitTime)
+		if err != nil {
+			t.Fatal(err)
+		}
+		attacker = append(attacker, c)
+		c.SetDeadline(time.Now().Add(waitTime))
+		fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: chat\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("connection %d: %v", len(attacker), err)
+		}
+		resp.Body.Close()
+		answered[resp.StatusCode]++
+	}
+	held := m.Admission.Len()
+	serverFDs := openFDs(t) - baseFDs - attempts // less the attacker's own sockets
+	t.Logf("%d idle connections tried: answers %v; the server holds %d admitted connections, %d descriptors", attempts, answered, held, serverFDs)
+	if held > admission.DefaultMaxConnsPerIP || serverFDs > admission.DefaultMaxConnsPerIP+5 {
+		t.Fatalf("one address holds %d connections and %d of the server's descriptors, want at most %d", held, serverFDs, admission.DefaultMaxConnsPerIP)
+	}
+	if answered[http.StatusTooManyRequests] == 0 {
+		t.Fatalf("no connection was refused with 429: %v", answered)
+	}
+
+	// Another address chats meanwhile, on both fronts.
+	tcp, ws := dialTCPFrom(t, m, "127.0.0.2", "other-tcp"), dialWSFrom(t, m, "127.0.0.2", "other-ws")
+	tcp.login("other-tcp")
+	ws.login("other-ws")
+	tcp.say("still here")
+	ws.awaitMessage("still here")
+
+	// The idle ones are closed after the idle timeout: only the two chat
+	// connections remain.
+	waitFor(t, "idle HTTP connections to be closed", func() bool { return m.Admission.Len() == 2 })
+	buf := make([]byte, 1)
+	for i, c := range attacker {
+		c.SetReadDeadline(time.Now().Add(waitTime))
+		if _, err := c.Read(buf); err == nil {
+			t.Fatalf("attacker connection %d still open and sent data", i)
+		}
+	}
+}
+
+// dialTCPFrom is dialTCP from another loopback address (another client IP).
+func dialTCPFrom(t *testing.T, m *Main, ip, name string) *client {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: waitTime}
+	c, err := d.Dial("tcp", m.TCPAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tcpClient(t, c, name)
+}
+
+// dialWSFrom is dialWS from another loopback address.
+func dialWSFrom(t *testing.T, m *Main, ip, name string) *client {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: waitTime}
+	hc := &http.Client{Transport: &http.Transport{DialContext: d.DialContext}}
+	return wsClient(t, m, name, &websocket.DialOptions{HTTPClient: hc})
 }

@@ -26,10 +26,13 @@ import (
 	"chatroom/webfront"
 )
 
-// Default listen addresses.
+// Defaults.
 const (
 	DefaultTCPAddr  = ":8000"
 	DefaultHTTPAddr = ":8080"
+	// DefaultHTTPIdleTimeout is how long an idle keep-alive HTTP connection
+	// is kept: long enough for a page's requests to share one.
+	DefaultHTTPIdleTimeout = 30 * time.Second
 )
 
 // Config is everything chatd is configured with.
@@ -59,9 +62,15 @@ type Config struct {
 	Flushers int
 	// Admission limits connections (total, per IP, per-IP rate).
 	Admission admission.Options
-	// DebugAddr, if set, serves pprof profiles there.
+	// HTTPIdleTimeout closes an HTTP keep-alive connection idle this long
+	// (0: DefaultHTTPIdleTimeout).
+	HTTPIdleTimeout time.Duration
+	// DebugAddr, if set, is the operator's address: Prometheus metrics at
+	// /metrics and pprof profiles at /debug/pprof/. Keep it private.
 	DebugAddr string
-	Logger    *slog.Logger
+	// PublicMetrics also serves /metrics on the public HTTP address.
+	PublicMetrics bool
+	Logger        *slog.Logger
 }
 
 // Main is one running chatd: a hub and its two fronts. Run starts it, Close
@@ -79,6 +88,7 @@ type Main struct {
 	tcpLn, httpLn net.Listener
 	flusher       *session.Flusher
 	debug         *http.Server
+	debugLn       net.Listener
 	errc          chan error
 	ready         atomic.Bool
 }
@@ -90,6 +100,9 @@ func NewMain(cfg Config) *Main {
 	}
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if cfg.HTTPIdleTimeout <= 0 {
+		cfg.HTTPIdleTimeout = DefaultHTTPIdleTimeout
 	}
 	return &Main{cfg: cfg, log: cfg.Logger, errc: make(chan error, 2)}
 }
@@ -124,10 +137,6 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		_ = m.tcpLn.Close()
 		return fmt.Errorf("listen http front: %w", err)
 	}
-	tcpLn, httpLn := m.tcpLn, m.httpLn
-	if tlsConfig != nil {
-		tcpLn, httpLn = tls.NewListener(tcpLn, tlsConfig), tls.NewListener(httpLn, tlsConfig)
-	}
 
 	admissionOpts := m.cfg.Admission
 	admissionOpts.Observer = met
@@ -139,15 +148,30 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	sessionOpts.Flusher = m.flusher
 	m.TCP = tcpfront.New(m.Hub, tcpfront.Options{Logger: m.log, Session: sessionOpts,
 		Admission: admit, MaxRequestBytes: m.cfg.MaxRequestBytes})
-	m.Web = webfront.New(m.Hub, webfront.Options{Logger: m.log, Session: sessionOpts,
+	metricsHandler := promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
+	webOpts := webfront.Options{Logger: m.log, Session: sessionOpts,
 		Admission: admit, MaxRequestBytes: m.cfg.MaxRequestBytes,
 		AllowedOrigins: m.cfg.AllowedOrigins, PingInterval: m.cfg.PingInterval,
-		Ready:   m.ready.Load,
-		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})})
+		Ready: m.ready.Load}
+	if m.cfg.PublicMetrics {
+		webOpts.Metrics = metricsHandler
+	}
+	m.Web = webfront.New(m.Hub, webOpts)
 	m.http = &http.Server{
-		Handler:           m.Web.Routes(),
+		Handler: m.Web.Routes(),
+		// Every HTTP connection holds a descriptor and a place under the
+		// connection limits: one that sends nothing, or idles between
+		// requests, is closed. (A WebSocket is exempt once upgraded.)
 		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       m.cfg.HTTPIdleTimeout,
 		ErrorLog:          slog.NewLogLogger(m.log.Handler(), slog.LevelWarn),
+	}
+	// Admission counts every HTTP connection, under TLS if any.
+	tcpLn, httpLn := m.tcpLn, m.Web.Listener(m.httpLn)
+	if tlsConfig != nil {
+		tcpLn, httpLn = tls.NewListener(tcpLn, tlsConfig), tls.NewListener(httpLn, tlsConfig)
 	}
 	go func() {
 		if err := m.TCP.Serve(tcpLn); err != nil {
@@ -160,29 +184,54 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		}
 	}()
 	if m.cfg.DebugAddr != "" {
-		mux := http.NewServeMux()
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-		// For memory measurements: collect garbage and return freed memory
-		// to the OS now, so RSS shows what is live (chatbench -gc-url). Two
-		// collections: a sync.Pool (read and write buffers) lets go of
-		// what it holds over two, as it does on its own in steady state,
-		// and each collection also halves stacks left large by a burst.
-		mux.HandleFunc("/debug/freeosmemory", func(w http.ResponseWriter, _ *http.Request) {
-			runtime.GC()
-			debug.FreeOSMemory()
-			_, _ = w.Write([]byte("ok\n"))
-		})
-		m.debug = &http.Server{Addr: m.cfg.DebugAddr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-		go func() {
-			if err := m.debug.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				m.log.Error("debug server", "err", err)
-			}
-		}()
+		if err := m.serveDebug(metricsHandler); err != nil {
+			_ = m.tcpLn.Close()
+			_ = m.httpLn.Close()
+			return err
+		}
 	}
 	m.ready.Store(true)
 	return nil
+}
+
+// serveDebug serves the operator's endpoints on DebugAddr: Prometheus
+// metrics, pprof profiles, and a way to return freed memory to the OS.
+func (m *Main) serveDebug(metrics http.Handler) error {
+	ln, err := net.Listen("tcp", m.cfg.DebugAddr)
+	if err != nil {
+		return fmt.Errorf("listen debug address: %w", err)
+	}
+	m.debugLn = ln
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", metrics)
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	// For memory measurements: collect garbage and return freed memory
+	// to the OS now, so RSS shows what is live (chatbench -gc-url). Two
+	// collections: a sync.Pool (read and write buffers) lets go of
+	// what it holds over two, as it does on its own in steady state,
+	// and each collection also halves stacks left large by a burst.
+	mux.HandleFunc("/debug/freeosmemory", func(w http.ResponseWriter, _ *http.Request) {
+		runtime.GC()
+		debug.FreeOSMemory()
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	m.debug = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: m.cfg.HTTPIdleTimeout}
+	go func() {
+		if err := m.debug.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			m.log.Error("debug server", "err", err)
+		}
+	}()
+	return nil
+}
+
+// DebugAddr is the operator's address as bound ("" without -debug-addr).
+func (m *Main) DebugAddr() string {
+	if m.debugLn == nil {
+		return ""
+	}
+	return m.debugLn.Addr().String()
 }
 
 // TCPAddr is the TCP front's bound address.

@@ -89,6 +89,11 @@ func dialTCP(t *testing.T, m *Main, name string) *client {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return tcpClient(t, c, name)
+}
+
+// tcpClient is a test client on connection c.
+func tcpClient(t *testing.T, c net.Conn, name string) *client {
 	t.Cleanup(func() { c.Close() })
 	r := bufio.NewReader(c)
 	return &client{
@@ -117,9 +122,15 @@ func dialTCP(t *testing.T, m *Main, name string) *client {
 
 func dialWS(t *testing.T, m *Main, name string) *client {
 	t.Helper()
+	return wsClient(t, m, name, nil)
+}
+
+// wsClient dials a WebSocket test client with opts.
+func wsClient(t *testing.T, m *Main, name string, opts *websocket.DialOptions) *client {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitTime)
 	defer cancel()
-	ws, _, err := websocket.Dial(ctx, "ws://"+m.HTTPAddr()+"/ws", nil)
+	ws, _, err := websocket.Dial(ctx, "ws://"+m.HTTPAddr()+"/ws", opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -95,7 +95,9 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), stderr io
 	fs.IntVar(&cfg.Session.QueueBytes, "queue-bytes", 0, "per-client send queue bound in bytes (0: 1 MiB)")
 	fs.IntVar(&cfg.Flushers, "flushers", 0, "goroutines that write to clients without blocking, shared by both fronts (0: half the CPUs, at least one)")
 	fs.DurationVar(&cfg.Session.WriteTimeout, "write-timeout", 0, "a client that accepts no data for this long is disconnected (0: 10s)")
-	fs.StringVar(&cfg.DebugAddr, "debug-addr", "", "if set, serve Go's pprof profiles at http://ADDR/debug/pprof/ (keep it on loopback)")
+	fs.StringVar(&cfg.DebugAddr, "debug-addr", "", "the operator's address: Prometheus metrics at http://ADDR/metrics and Go's pprof profiles at /debug/pprof/ (keep it private, e.g. 127.0.0.1:6060)")
+	fs.BoolVar(&cfg.PublicMetrics, "public-metrics", false, "also serve /metrics on the public HTTP address (anyone who can reach it can read it)")
+	fs.DurationVar(&cfg.HTTPIdleTimeout, "http-idle-timeout", 0, "close an HTTP keep-alive connection idle this long (0: 30s)")
 	fs.StringVar(&level, "log-level", "info", "log level: debug, info, warn or error")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: chatd [flags]\n\nRuns the chat server. Each flag may also be set as CHATD_<FLAG> in the environment\n(e.g. CHATD_TCP=:9000); the command line wins.\n\nFlags:\n")

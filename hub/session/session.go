@@ -208,13 +208,14 @@ type Session struct {
 
 	notBefore time.Time // original protocol: no write before this; owned by the writer
 
-	mu       sync.Mutex // guards the fields below; a leaf lock
-	items    []item
-	spare    []item // an empty slice to queue into after the next swap
-	bytes    int
-	extended bool  // the client opted in to the extended protocol at login
-	selfID   int64 // set by the welcome event
-	closing  *hub.Disconnect
+	mu         sync.Mutex // guards the fields below; a leaf lock
+	items      []item
+	spare      []item // an empty slice to queue into after the next swap
+	bytes      int    // events' bytes in items (bounded: slow consumer)
+	replyBytes int    // replies' bytes in items (bounded: requests refused)
+	extended   bool   // the client opted in to the extended protocol at login
+	selfID     int64  // set by the welcome event
+	closing    *hub.Disconnect
 
 	writing bool // a writer (a Flusher's turn or a goroutine) owns the queue until it is empty
 
@@ -347,13 +348,14 @@ func (s *Session) Deliver(ev *hub.Event) {
 	case (ev.Kind == hub.KindJoined || ev.Kind == hub.KindLeft) && !s.extended:
 		return // an original client is in the lobby only, and knows nothing of rooms
 	}
-	size := len(ev.Text) + 128
-	if ev.Kind == hub.KindWelcome || ev.Kind == hub.KindJoined {
-		// Answers to the client's own (rate-limited) login and join: a big
-		// room's member list and history must not count as falling behind.
-		size = 0
+	switch ev.Kind {
+	case hub.KindWelcome, hub.KindLeft:
+		s.enqueueReplyLocked(item{ev: ev}, 128)
+	case hub.KindJoined:
+		s.enqueueReplyLocked(item{ev: ev}, wire.JoinedSizeBound(ev))
+	default:
+		s.enqueueLocked(item{ev: ev}, len(ev.Text)+128)
 	}
-	s.enqueueLocked(item{ev: ev}, size)
 }
 
 // Disconnect ends the session with reason: whatever is queued is still
@@ -386,13 +388,12 @@ func (s *Session) reply(frames ...[]byte) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closing == nil {
-		s.enqueueLocked(item{frames: frames}, size)
-	}
+	s.enqueueReplyLocked(item{frames: frames}, size)
 }
 
-// enqueueLocked queues it, or drops the session as a slow consumer when the
-// queue is over its bounds.
+// enqueueLocked queues a room event (or a private message, a notice), or
+// drops the session as a slow consumer when the queue is over its bounds:
+// the member is not keeping up with what others send.
 func (s *Session) enqueueLocked(it item, size int) {
 	if len(s.items) >= s.opts.QueueMessages || s.bytes+size > s.opts.QueueBytes {
 		s.closeLocked(hub.DisconnectSlowConsumer, true)
@@ -403,6 +404,29 @@ func (s *Session) enqueueLocked(it item, size int) {
 	s.startWriterLocked()
 }
 
+// enqueueReplyLocked queues an answer to the client's own request. Replies
+// are counted apart from events: a big answer (a room's history, a long
+// member list) is not the client falling behind, so it never makes it a
+// slow consumer. Instead, requests that would add to them are refused
+// while more than QueueBytes of replies wait (repliesBacklogged), so a
+// client that asks and never reads holds at most that plus one reply.
+func (s *Session) enqueueReplyLocked(it item, size int) {
+	if s.closing != nil {
+		return
+	}
+	s.items = append(s.items, it)
+	s.replyBytes += size
+	s.startWriterLocked()
+}
+
+// repliesBacklogged reports whether the client has more replies waiting
+// than it may: further requests for replies are refused until it reads.
+func (s *Session) repliesBacklogged() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.replyBytes >= s.opts.QueueBytes
+}
+
 func (s *Session) closeLocked(reason hub.Disconnect, drop bool) {
 	if s.closing != nil {
 		return
@@ -411,7 +435,7 @@ func (s *Session) closeLocked(reason hub.Disconnect, drop bool) {
 	if drop {
 		clear(s.items)
 		s.items = s.items[:0]
-		s.bytes = 0
+		s.bytes, s.replyBytes = 0, 0
 		// The writer may be stuck in a write to a peer that stopped reading:
 		// give it a moment to deliver the reason, then cut the peer off, so
 		// the leave is announced promptly rather than after WriteTimeout.
@@ -453,7 +477,7 @@ func (s *Session) flush(f *Flusher) {
 	}
 	batch := s.items
 	s.items, s.spare = s.spare, nil
-	s.bytes = 0
+	s.bytes, s.replyBytes = 0, 0
 	s.mu.Unlock()
 	s.opts.Observer.Drained(len(batch))
 
@@ -578,6 +602,7 @@ var (
 	errRateLimited     = errors.New("rate limited: slow down")
 	errUnknownType     = errors.New("unknown request type")
 	errAlreadyLoggedIn = errors.New("already logged in")
+	errRepliesWaiting  = errors.New("too many replies waiting: read them first")
 )
 
 // refusalLabel classifies a refusal for metrics, in few enough classes to
@@ -586,6 +611,8 @@ func refusalLabel(err error) string {
 	switch {
 	case errors.Is(err, errRateLimited):
 		return "rate_limited"
+	case errors.Is(err, errRepliesWaiting):
+		return "replies_waiting"
 	case errors.Is(err, wire.ErrSpoofedSender):
 		return "spoofed_sender"
 	case errors.Is(err, wire.ErrBadRequest):
@@ -627,6 +654,12 @@ func (s *Session) handle(ctx context.Context, frame []byte) {
 // only a client that knows the request would send it.
 func (s *Session) serve(ctx context.Context, req wire.Request) error {
 	id := s.self.ID
+	switch req.Type {
+	case wire.TypeJoin, wire.TypeLeave, wire.TypeRooms, wire.TypeHistory, wire.TypeMembers, wire.TypeNick:
+		if s.repliesBacklogged() {
+			return errRepliesWaiting
+		}
+	}
 	switch req.Type {
 	case wire.TypeBroadcast:
 		if err := req.CheckSender(id); err != nil {
@@ -781,7 +814,7 @@ func (s *Session) writeLoop(pending bool) {
 		}
 		batch, s.items, s.spare = s.items, s.spare, nil
 		lingered = false
-		s.bytes = 0
+		s.bytes, s.replyBytes = 0, 0
 		extended := s.extended
 		s.mu.Unlock()
 		s.opts.Observer.Drained(len(batch))

@@ -149,6 +149,12 @@ func encodeExtended(ev *hub.Event) [][]byte {
 	return [][]byte{b}
 }
 
+// MaxHistoryBytes bounds the history one reply carries (a "joined" reply or
+// a history page), encoded: the newest messages that fit are sent, and the
+// reply says "more":true when older ones were left out for it. A room of
+// big messages would otherwise make replies of megabytes.
+const MaxHistoryBytes = 256 << 10
+
 // encodeJoined renders the reply to joining a room: its members and its
 // recent history.
 func encodeJoined(ev *hub.Event) []byte {
@@ -167,11 +173,22 @@ func History(room string, before uint64, events []*hub.Event) []byte {
 	return append(b, "}\n"...)
 }
 
-// appendHistory appends messages as an array of message objects marked
-// "history":true, reusing each event's cached encoding.
+// appendHistory appends the newest of events (oldest first) that fit in
+// MaxHistoryBytes as an array of message objects marked "history":true,
+// reusing each event's cached encoding, and then `,"more":true` if any
+// were left out.
 func appendHistory(b []byte, events []*hub.Event) []byte {
+	from, size := len(events), 0
+	for from > 0 {
+		n := len(EncodeEvent(events[from-1], true)[0]) + len(`,"history":true`)
+		if size+n > MaxHistoryBytes {
+			break
+		}
+		size += n
+		from--
+	}
 	b = append(b, '[')
-	for i, ev := range events {
+	for i, ev := range events[from:] {
 		if i > 0 {
 			b = append(b, ',')
 		}
@@ -179,7 +196,32 @@ func appendHistory(b []byte, events []*hub.Event) []byte {
 		b = append(b, frame[:len(frame)-2]...) // without "}\n"
 		b = append(b, `,"history":true}`...)
 	}
-	return append(b, ']')
+	b = append(b, ']')
+	if from > 0 {
+		b = append(b, `,"more":true`...)
+	}
+	return b
+}
+
+// JoinedSizeBound is an upper bound on the size of ev's encoding (a
+// KindJoined event), for a send queue to count it before it is encoded:
+// JSON escaping at most doubles text (a message holds no control
+// characters but newline and tab), and history stops at MaxHistoryBytes.
+func JoinedSizeBound(ev *hub.Event) int {
+	size := 64 + 2*len(ev.Room)
+	for _, m := range ev.Members {
+		size += 40 + 2*len(m.Nickname)
+	}
+	hist := 0
+	for _, h := range ev.History {
+		hist += messageSizeBound(h)
+	}
+	return size + min(hist, MaxHistoryBytes)
+}
+
+// messageSizeBound is an upper bound on a message's extended encoding.
+func messageSizeBound(ev *hub.Event) int {
+	return 160 + 2*(len(ev.Room)+len(ev.From.Nickname)+len(ev.Text))
 }
 
 // Rooms is the reply to a rooms request.

@@ -27,8 +27,13 @@ var ErrNotSubscribed = errors.New("broker: no subscriber")
 // is ready to use.
 type MemoryBroker struct {
 	mu      sync.Mutex // serialises sequencing and delivery: the rooms' order
-	seq     map[string]uint64
 	deliver func(*Event)
+
+	// seqMu guards seq. It is a leaf lock apart from mu, because the hub
+	// forgets a removed room's counter under its own lock, which publishing
+	// takes under mu.
+	seqMu sync.Mutex
+	seq   map[string]uint64
 }
 
 // Subscribe implements Broker.
@@ -51,15 +56,26 @@ func (b *MemoryBroker) Publish(_ context.Context, ev *Event) error {
 		return ErrNotSubscribed
 	}
 	if Sequenced(ev.Kind) {
+		b.seqMu.Lock()
 		if b.seq == nil {
 			b.seq = make(map[string]uint64)
 		}
 		b.seq[ev.Room]++
 		ev.Seq = b.seq[ev.Room]
+		b.seqMu.Unlock()
 	}
 	ev.Time = time.Now()
 	b.deliver(ev)
 	return nil
+}
+
+// ForgetRoom implements RoomForgetter: the room was removed, and if it is
+// created again it starts from seq 1. The hub calls it holding its own
+// lock, with nothing on its way to the room.
+func (b *MemoryBroker) ForgetRoom(room string) {
+	b.seqMu.Lock()
+	defer b.seqMu.Unlock()
+	delete(b.seq, room)
 }
 
 // Sequenced reports whether events of kind k take a place in their room's

@@ -39,8 +39,19 @@
 //     JoinRoom, LeaveRoom and Rename take it for writing; fan-out and lookups
 //     for reading. MemoryHistory has its own mutex, taken under Hub.mu. The
 //     lock order is MemoryBroker.mu → Hub.mu → (MemoryHistory.mu | the
-//     subscriber's own queue lock), and nothing ever takes them the other way
-//     round: the hub publishes announcements only after releasing Hub.mu. No
+//     subscriber's own queue lock | MemoryBroker.seqMu), and nothing ever
+//     takes them the other way round: the hub publishes announcements only
+//     after releasing Hub.mu. (MemoryBroker.seqMu, a leaf guarding only the
+//     rooms' counters, is what lets the hub forget a removed room's counter
+//     under Hub.mu.)
+//
+//   - Rooms' lives. A room is created by its first join and stays while it
+//     has members; once empty it stays, with its history, until a new room
+//     needs its place (MaxRooms). It is removed then, under Hub.mu, and the
+//     in-memory broker and history forget it (RoomForgetter). Nothing can
+//     be on its way to a room with no members: every event in a room comes
+//     from a member in it, on that member's goroutine, and a member's last
+//     leave is not announced (nobody is left to tell). No
 //     lock is held during socket I/O anywhere: Subscriber.Deliver only
 //     appends to a queue.
 //

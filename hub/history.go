@@ -139,6 +139,14 @@ func (h *MemoryHistory) Append(ev *Event) {
 	}
 }
 
+// ForgetRoom implements RoomForgetter: a removed room's messages go
+// with it.
+func (h *MemoryHistory) ForgetRoom(room string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.rooms, room)
+}
+
 // Recent implements History.
 func (h *MemoryHistory) Recent(room string, n int) []*Event {
 	h.mu.Lock()

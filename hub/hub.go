@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -59,6 +60,8 @@ const (
 	DefaultMaxRoomsPerMember = 50
 	// DefaultAnnounceLimit is Options.AnnounceLimit's default.
 	DefaultAnnounceLimit = 1000
+	// DefaultMaxRoomsPerPeer is Options.MaxRoomsPerPeer's default.
+	DefaultMaxRoomsPerPeer = 20
 )
 
 // Options configure a Hub. The zero value of every field is a documented
@@ -71,9 +74,18 @@ type Options struct {
 	// HistoryOnJoin is how many recent messages a member gets on joining a
 	// room. Default DefaultHistoryOnJoin; negative: none.
 	HistoryOnJoin int
-	// MaxRooms bounds the rooms that exist (rooms are kept, with their
-	// history, while the server runs). Default DefaultMaxRooms.
+	// MaxRooms bounds the rooms that exist. A room nobody is in stays,
+	// with its history, until room is needed for a new one: then the room
+	// empty the longest is removed (and, with the in-memory broker and
+	// history, forgotten: created again, it starts from seq 1). So empty
+	// rooms never stop a room being created; only rooms with members count
+	// against the limit in effect. Default DefaultMaxRooms.
 	MaxRooms int
+	// MaxRoomsPerPeer bounds the rooms that one address (LoginFrom's peer;
+	// without one, one member) may have created and that still exist, so
+	// that one address cannot take every room for itself. Default
+	// DefaultMaxRoomsPerPeer.
+	MaxRoomsPerPeer int
 	// MaxRoomsPerMember bounds the rooms one member is in. Default
 	// DefaultMaxRoomsPerMember.
 	MaxRoomsPerMember int
@@ -101,10 +113,15 @@ type Hub struct {
 	log      *slog.Logger
 	observer Observer
 
+	// forget lets the in-memory broker and history drop what they keep
+	// for a room the hub removes (see RoomForgetter).
+	forget []RoomForgetter
+
 	mu       sync.RWMutex // guards everything below
 	byID     map[int64]*member
 	byNick   map[string]*member // key: foldNickname
 	rooms    map[string]*room
+	created  map[string]int // rooms that exist by who created them (quotaKey)
 	lastID   int64
 	shutting bool
 }
@@ -112,14 +129,39 @@ type Hub struct {
 type member struct {
 	Identity
 	sub   Subscriber
+	peer  string   // the address it connected from, if known
 	rooms []string // names of the rooms it is in
 }
 
-type room struct {
-	name    string
-	members []*member     // fan-out order; swap-removed on leave
-	index   map[int64]int // member id -> position in members
+// quotaKey is who a room's creation counts against: the member's address,
+// or the member itself when the address is unknown.
+func (m *member) quotaKey() string {
+	if m.peer != "" {
+		return m.peer
+	}
+	return "#" + strconv.FormatInt(m.ID, 10)
 }
+
+type room struct {
+	name       string
+	members    []*member     // fan-out order; swap-removed on leave
+	index      map[int64]int // member id -> position in members
+	creator    string        // quotaKey of who created it
+	emptySince time.Time     // when its last member left; zero while it has members
+}
+
+// RoomForgetter is implemented by a Broker or a History that keeps
+// something per room in memory (a room's seq counter, its messages) and
+// can let it go when the hub removes an empty room. A durable store does
+// not implement it: it keeps a room's history by its own retention.
+type RoomForgetter interface {
+	ForgetRoom(room string)
+}
+
+var (
+	_ RoomForgetter = (*MemoryBroker)(nil)
+	_ RoomForgetter = (*MemoryHistory)(nil)
+)
 
 // New returns a hub subscribed to its broker.
 func New(opts Options) (*Hub, error) {
@@ -134,6 +176,9 @@ func New(opts Options) (*Hub, error) {
 	}
 	if opts.MaxRooms <= 0 {
 		opts.MaxRooms = DefaultMaxRooms
+	}
+	if opts.MaxRoomsPerPeer <= 0 {
+		opts.MaxRoomsPerPeer = DefaultMaxRoomsPerPeer
 	}
 	if opts.MaxRoomsPerMember <= 0 {
 		opts.MaxRoomsPerMember = DefaultMaxRoomsPerMember
@@ -156,6 +201,12 @@ func New(opts Options) (*Hub, error) {
 		byID:     make(map[int64]*member),
 		byNick:   make(map[string]*member),
 		rooms:    make(map[string]*room),
+		created:  make(map[string]int),
+	}
+	for _, x := range []any{opts.Broker, opts.History} {
+		if f, ok := x.(RoomForgetter); ok {
+			h.forget = append(h.forget, f)
+		}
 	}
 	if err := h.broker.Subscribe(h.fanOut); err != nil {
 		return nil, fmt.Errorf("hub: subscribe to broker: %w", err)
@@ -235,6 +286,12 @@ func (h *Hub) update(ctx context.Context, change func() ([]*Event, error)) error
 // identity, then KindJoined for the lobby; then the join is announced there.
 // It fails with ErrNicknameInvalid, ErrNicknameTaken or ErrShuttingDown.
 func (h *Hub) Login(ctx context.Context, nickname string, sub Subscriber) (Identity, error) {
+	return h.LoginFrom(ctx, "", nickname, sub)
+}
+
+// LoginFrom is Login for a member connected from peer (its address, such
+// as an IP), which per-address quotas count against.
+func (h *Hub) LoginFrom(ctx context.Context, peer, nickname string, sub Subscriber) (Identity, error) {
 	nick, err := CleanNickname(nickname)
 	if err != nil {
 		return Identity{}, err
@@ -249,13 +306,17 @@ func (h *Hub) Login(ctx context.Context, nickname string, sub Subscriber) (Ident
 			return nil, ErrNicknameTaken
 		}
 		h.lastID++
-		m := &member{Identity: Identity{ID: h.lastID, Nickname: nick}, sub: sub}
+		m := &member{Identity: Identity{ID: h.lastID, Nickname: nick}, sub: sub, peer: peer}
 		h.byID[m.ID] = m
 		h.byNick[key] = m
 		self = m.Identity
 		// Delivered under the lock so nothing published can overtake them.
 		sub.Deliver(&Event{Kind: KindWelcome, From: System, Subject: self})
-		return h.enterLocked(m, h.roomLocked(Lobby)), nil
+		lobby := h.rooms[Lobby]
+		if lobby == nil {
+			lobby = h.createRoomLocked(Lobby, "")
+		}
+		return h.enterLocked(m, lobby), nil
 	})
 	if err != nil {
 		return Identity{}, err
@@ -282,10 +343,19 @@ func (h *Hub) JoinRoom(ctx context.Context, id int64, name string) (string, erro
 			return nil, ErrAlreadyInRoom
 		case len(m.rooms) >= h.opts.MaxRoomsPerMember:
 			return nil, fmt.Errorf("%w: at most %d per member", ErrTooManyRooms, h.opts.MaxRoomsPerMember)
-		case h.rooms[name] == nil && len(h.rooms) >= h.opts.MaxRooms:
-			return nil, fmt.Errorf("%w: the server has %d", ErrTooManyRooms, h.opts.MaxRooms)
 		}
-		return h.enterLocked(m, h.roomLocked(name)), nil
+		r := h.rooms[name]
+		if r == nil {
+			key := m.quotaKey()
+			switch {
+			case h.created[key] >= h.opts.MaxRoomsPerPeer:
+				return nil, fmt.Errorf("%w: you have created %d that still exist; rooms nobody is in make way for new ones", ErrTooManyRooms, h.opts.MaxRoomsPerPeer)
+			case len(h.rooms) >= h.opts.MaxRooms && !h.removeEmptiestLocked():
+				return nil, fmt.Errorf("%w: the server has %d, all in use", ErrTooManyRooms, h.opts.MaxRooms)
+			}
+			r = h.createRoomLocked(name, key)
+		}
+		return h.enterLocked(m, r), nil
 	})
 	if err != nil {
 		return "", err
@@ -563,14 +633,44 @@ func (h *Hub) announcedLocked(r *room) bool {
 	return h.opts.AnnounceLimit < 0 || len(r.members) <= h.opts.AnnounceLimit
 }
 
-// roomLocked returns the named room, creating it.
-func (h *Hub) roomLocked(name string) *room {
-	r := h.rooms[name]
-	if r == nil {
-		r = &room{name: name, index: make(map[int64]int)}
-		h.rooms[name] = r
+// createRoomLocked creates the named room, counting it against creator's
+// quota (none for the lobby, which everyone is in and which is never
+// removed).
+func (h *Hub) createRoomLocked(name, creator string) *room {
+	r := &room{name: name, index: make(map[int64]int), creator: creator}
+	h.rooms[name] = r
+	if creator != "" {
+		h.created[creator]++
 	}
 	return r
+}
+
+// removeEmptiestLocked removes the room that has been empty the longest,
+// to make way for a new one, and reports whether there was one. Nothing
+// is published in a room with no members, so nothing can be on its way
+// to it (leaving the last member is not announced: nobody is left to tell).
+// A linear scan: it runs only when a room is created at the limit.
+func (h *Hub) removeEmptiestLocked() bool {
+	var oldest *room
+	for _, r := range h.rooms {
+		if len(r.members) == 0 && r.name != Lobby && (oldest == nil || r.emptySince.Before(oldest.emptySince)) {
+			oldest = r
+		}
+	}
+	if oldest == nil {
+		return false
+	}
+	delete(h.rooms, oldest.name)
+	if oldest.creator != "" {
+		if h.created[oldest.creator]--; h.created[oldest.creator] <= 0 {
+			delete(h.created, oldest.creator)
+		}
+	}
+	for _, f := range h.forget {
+		f.ForgetRoom(oldest.name)
+	}
+	h.log.Debug("empty room removed", "room", oldest.name)
+	return true
 }
 
 // enterLocked adds m to r and sends it the room's members and history, both
@@ -578,6 +678,7 @@ func (h *Hub) roomLocked(name string) *room {
 // first one after that history. It returns the join to announce (none in a
 // room too big for announcements).
 func (h *Hub) enterLocked(m *member, r *room) []*Event {
+	r.emptySince = time.Time{}
 	r.index[m.ID] = len(r.members)
 	r.members = append(r.members, m)
 	m.rooms = append(m.rooms, r.name)
@@ -610,6 +711,10 @@ func (h *Hub) exitLocked(m *member, name, reason string) (was bool, announce []*
 	r.members[len(r.members)-1] = nil
 	r.members = r.members[:len(r.members)-1]
 	delete(r.index, m.ID)
+	if len(r.members) == 0 {
+		r.emptySince = time.Now()
+		return true, nil // nobody left to tell
+	}
 	if !h.announcedLocked(r) {
 		return true, nil
 	}

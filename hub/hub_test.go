@@ -443,3 +443,97 @@ func TestPrivateWhileRenaming(t *testing.T) {
 		}
 	}
 }
+
+// TestEmptyRoomsMakeWayAndCreationIsQuotaed: rooms nobody is in never stop
+// a room being created (the one empty longest is removed, and forgotten),
+// and one address may have created only so many rooms that exist (issue
+// 15: one address used to take all 500 rooms for good).
+func TestEmptyRoomsMakeWayAndCreationIsQuotaed(t *testing.T) {
+	ctx := context.Background()
+	h, err := hub.New(hub.Options{MaxRooms: 3, MaxRoomsPerPeer: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	aRec, bRec := &recorder{}, &recorder{}
+	a, _ := h.LoginFrom(ctx, "192.0.2.1", "a", aRec)
+	b, _ := h.LoginFrom(ctx, "192.0.2.2", "b", bRec)
+	join := func(who hub.Identity, room string) error { _, err := h.JoinRoom(ctx, who.ID, room); return err }
+
+	if err := join(a, "r1"); err != nil {
+		t.Fatal(err)
+	}
+	_ = h.Publish(ctx, a.ID, "r1", "kept while r1 exists")
+	if err := join(a, "r2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := join(b, "r2"); err != nil {
+		t.Fatal(err)
+	}
+	// The server is full (lobby, r1, r2) and every room has members.
+	if err := join(b, "r3"); !errors.Is(err, hub.ErrTooManyRooms) {
+		t.Fatalf("creating a room while all are in use: %v, want ErrTooManyRooms", err)
+	}
+	// An empty room stays, with its history, while nobody needs its place.
+	if _, err := h.LeaveRoom(ctx, a.ID, "r1"); err != nil {
+		t.Fatal(err)
+	}
+	if got := roomNames(h.Rooms(a.ID)); got != "lobby r1 r2" {
+		t.Fatalf("rooms %s, want the empty r1 kept", got)
+	}
+	if err := join(b, "r1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, hist, _ := h.RoomHistory(b.ID, "r1", 0, 10); len(hist) != 1 {
+		t.Fatalf("r1 rejoined while kept: %d messages of history, want 1", len(hist))
+	}
+	_, _ = h.LeaveRoom(ctx, b.ID, "r1")
+	// Now r1 makes way for r3.
+	if err := join(b, "r3"); err != nil {
+		t.Fatalf("creating r3 with r1 empty: %v", err)
+	}
+	if got := roomNames(h.Rooms(a.ID)); got != "lobby r2 r3" {
+		t.Fatalf("rooms %s, want r1 removed for r3", got)
+	}
+	// a's quota (2) counts r2 only now; b leaves r3 so that a may create
+	// r1 again: a new room, from seq 1, with no history.
+	_, _ = h.LeaveRoom(ctx, b.ID, "r3")
+	if err := join(a, "r1"); err != nil {
+		t.Fatalf("a recreating r1: %v", err)
+	}
+	_ = h.Publish(ctx, a.ID, "r1", "new r1")
+	evs := aRec.snapshot()
+	last, joined := evs[len(evs)-1], lastOfKind(evs, hub.KindJoined)
+	if len(joined.History) != 0 || last.Text != "new r1" || last.Seq != 2 {
+		t.Fatalf("recreated r1: %d messages of history, first message seq %d, want none and 2 (after a's own join)", len(joined.History), last.Seq)
+	}
+	// a has created r1 and r2, which both exist: its quota is used up,
+	// even once r2 is empty and could make way.
+	_, _ = h.LeaveRoom(ctx, a.ID, "r2")
+	_, _ = h.LeaveRoom(ctx, b.ID, "r2")
+	if err := join(a, "r4"); !errors.Is(err, hub.ErrTooManyRooms) || !strings.Contains(err.Error(), "you have created 2") {
+		t.Fatalf("a creating a third room: %v, want ErrTooManyRooms (quota)", err)
+	}
+	if err := join(b, "r4"); err != nil {
+		t.Fatalf("b creating r4 (r2 empty): %v", err)
+	}
+	if got := roomNames(h.Rooms(a.ID)); got != "lobby r1 r4" {
+		t.Fatalf("rooms %s", got)
+	}
+}
+
+func roomNames(rooms []hub.RoomInfo) string {
+	var names []string
+	for _, r := range rooms {
+		names = append(names, r.Name)
+	}
+	return strings.Join(names, " ")
+}
+
+func lastOfKind(evs []*hub.Event, k hub.Kind) *hub.Event {
+	for i := len(evs) - 1; i >= 0; i-- {
+		if evs[i].Kind == k {
+			return evs[i]
+		}
+	}
+	return nil
+}

@@ -168,6 +168,7 @@ func (s *Server) open(c net.Conn) (sess *session.Session, release func()) {
 	s.log.Info("connection opened", attrs...)
 	opts := s.opts.Session
 	opts.LogAttrs = attrs
+	opts.Peer = admission.Peer(remote)
 	frames := newFrameReader(c, s.opts.MaxRequestBytes)
 	conn := &tcpConn{c: c, frames: frames, w: session.NewSocketWriter(c, frames.raw, nil)}
 	if conn.w.CanTry() { // a plain socket (not TLS): it can write without blocking

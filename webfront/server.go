@@ -157,6 +157,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	s.log.Info("connection opened", attrs...)
 	opts := s.opts.Session
 	opts.LogAttrs = attrs
+	opts.Peer = admission.Peer(r.RemoteAddr)
 	conn := &wsConn{ws: ws, conn: cw.conn}
 	conn.keepAlive(s.opts.PingInterval)
 	// Serve on a fresh goroutine and let this handler return: the

@@ -18,6 +18,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"chatroom/hub"
 	"chatroom/hub/admission"
 )
 
@@ -469,4 +470,57 @@ func dialWSFrom(t *testing.T, m *Main, ip, name string) *client {
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: waitTime}
 	hc := &http.Client{Transport: &http.Transport{DialContext: d.DialContext}}
 	return wsClient(t, m, name, &websocket.DialOptions{HTTPClient: hc})
+}
+
+// TestOneAddressCannotTakeEveryRoom: one address may have created only so
+// many rooms that exist, and rooms nobody is in make way for new ones
+// (issue 15: eleven connections from one address took all 500 rooms until
+// restart).
+func TestOneAddressCannotTakeEveryRoom(t *testing.T) {
+	m := startServer(t, func(c *Config) {
+		c.MaxRooms = 30
+		c.Session.RequestRate = -1
+	})
+	attacker, second := dialTCP(t, m, "attacker"), dialTCP(t, m, "attacker-2")
+	attacker.login("attacker")
+	second.login("attacker-2")
+	for i := range hub.DefaultMaxRoomsPerPeer {
+		attacker.request(`{"type":"join","room":"a%d"}`, i)
+		attacker.awaitType("joined")
+	}
+	attacker.request(`{"type":"join","room":"one-more"}`)
+	attacker.awaitError("you have created 20")
+	second.request(`{"type":"join","room":"from-the-same-address"}`)
+	second.awaitError("you have created 20")
+
+	// Another address creates rooms: while the attacker's have members,
+	// up to the server's limit (lobby + 20 + 9).
+	other := dialTCPFrom(t, m, "127.0.0.2", "other")
+	other.login("other")
+	for i := range 9 {
+		other.request(`{"type":"join","room":"b%d"}`, i)
+		other.awaitType("joined")
+	}
+	other.request(`{"type":"join","room":"b9"}`)
+	other.awaitError("all in use")
+	// Once the attacker leaves its rooms, they make way.
+	for i := range hub.DefaultMaxRoomsPerPeer {
+		attacker.request(`{"type":"leave","room":"a%d"}`, i)
+		attacker.awaitType("left")
+	}
+	for i := 9; i < 20; i++ {
+		other.request(`{"type":"join","room":"b%d"}`, i)
+		other.awaitType("joined")
+	}
+	other.request(`{"type":"rooms"}`)
+	rooms := other.awaitType("rooms")["rooms"].([]any)
+	left := 0
+	for _, r := range rooms {
+		if strings.HasPrefix(msg(r.(map[string]any)).str("room"), "a") {
+			left++
+		}
+	}
+	if len(rooms) != 30 || left != 9 {
+		t.Fatalf("%d rooms, %d of them the attacker's, want 30 and 9 (11 empty ones removed for b9-b19)", len(rooms), left)
+	}
 }

@@ -44,6 +44,12 @@ type Config struct {
 	// HistoryOnJoin is how many recent messages a member gets on joining a
 	// room (0: 100; negative: none).
 	HistoryOnJoin int
+	// MaxRooms bounds the rooms that exist (0: hub.DefaultMaxRooms); empty
+	// ones make way for new ones.
+	MaxRooms int
+	// MaxRoomsPerIP bounds the rooms one address may have created that
+	// still exist (0: hub.DefaultMaxRoomsPerPeer).
+	MaxRoomsPerIP int
 	// HistoryRetain is how many messages each room keeps for scrolling back
 	// (0: 1000).
 	HistoryRetain  int
@@ -123,7 +129,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	met := metrics.New(reg, func() int { return m.Hub.Len() })
 	m.Hub, err = hub.New(hub.Options{Logger: m.log, MaxMessageBytes: m.cfg.MaxMessageBytes, Observer: met,
-		HistoryOnJoin: m.cfg.HistoryOnJoin, History: &hub.MemoryHistory{Retain: m.cfg.HistoryRetain}})
+		HistoryOnJoin: m.cfg.HistoryOnJoin, History: &hub.MemoryHistory{Retain: m.cfg.HistoryRetain},
+		MaxRooms: m.cfg.MaxRooms, MaxRoomsPerPeer: m.cfg.MaxRoomsPerIP})
 	if err != nil {
 		return err
 	}

@@ -78,6 +78,8 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), stderr io
 	fs.Var(stringList{&cfg.AllowedOrigins}, "allow-origin", "extra `host` pattern whose pages may open a WebSocket, e.g. '*.example.com' (repeatable, comma-separated); same-host pages are always allowed")
 	fs.IntVar(&cfg.HistoryOnJoin, "history", 0, "recent messages a member gets on joining a room (0: 100; negative: none)")
 	fs.IntVar(&cfg.HistoryRetain, "history-retain", 0, "messages each room keeps in memory for scrolling back (0: 1000, and at most 1 MiB of memory per room, encodings included)")
+	fs.IntVar(&cfg.MaxRooms, "max-rooms", 0, "most rooms that exist; a room nobody is in makes way for a new one (0: 500)")
+	fs.IntVar(&cfg.MaxRoomsPerIP, "max-rooms-per-ip", 0, "most rooms one IP address may have created that still exist (0: 20)")
 	fs.IntVar(&cfg.MaxRequestBytes, "max-request", 0, "largest request in bytes, a TCP line or WebSocket message; larger closes the connection (0: 65536)")
 	fs.Float64Var(&cfg.Session.RequestRate, "rate", 0, "requests per second a connection may make; excess is refused (0: 10; negative: unlimited)")
 	fs.IntVar(&cfg.Session.RequestBurst, "burst", 0, "requests a connection may make at once above -rate (0: 20)")

@@ -153,6 +153,10 @@ func (c *Controller) sweepLocked(now time.Time) {
 	}
 }
 
+// Peer returns the client address that limits are kept per ("ip:port" →
+// "ip"), for quotas kept elsewhere (the hub's rooms per address).
+func Peer(remote string) string { return addrIP(remote).String() }
+
 // addrIP returns the IP of "ip:port"; unparseable addresses all share the
 // zero Addr, which is limited like any other.
 func addrIP(remote string) netip.Addr {

@@ -138,6 +138,10 @@ type Options struct {
 	Observer Observer
 	// Logger receives connection lifecycle logs. Default: discard.
 	Logger *slog.Logger
+	// Peer is the client's address as the connection limits count it (its
+	// IP), for the hub's per-address quotas. Default: none (quotas per
+	// member).
+	Peer string
 	// LogAttrs are added to every log line of the session, such as the
 	// front and the remote address. (Cheaper per idle connection than a
 	// Logger.With clone, which preformats them into a new handler.)
@@ -727,7 +731,7 @@ func (s *Session) login(ctx context.Context, req wire.Request) {
 	s.mu.Lock()
 	s.extended = req.Extended()
 	s.mu.Unlock()
-	self, err := s.hub.Login(ctx, req.Nickname, s)
+	self, err := s.hub.LoginFrom(ctx, s.opts.Peer, req.Nickname, s)
 	if err != nil {
 		s.logAt(slog.LevelInfo, "login refused", "err", err)
 		s.opts.Observer.Refused(refusalLabel(err))

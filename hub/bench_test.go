@@ -14,6 +14,7 @@ import (
 type counter struct{ n atomic.Int64 }
 
 func (c *counter) Deliver(*hub.Event) { c.n.Add(1) }
+func (c *counter) Busy() bool         { return false }
 
 // BenchmarkFanOut publishes one message to a room of N in-memory members;
 // ns/op divided by N is the hub's cost per delivery.

@@ -20,6 +20,11 @@ type Subscriber interface {
 	// Deliver queues an event for the member. A subscriber that cannot keep
 	// up disconnects itself; it must not block the hub.
 	Deliver(ev *Event)
+	// Busy reports whether the member is so far behind that messages for
+	// it alone (private ones) are refused to their sender instead of being
+	// queued: what others send privately must not be what gets a slow
+	// reader cut off. Called with hub locks held, like Deliver.
+	Busy() bool
 }
 
 // Observer is told of every fan-out; metrics implement it. It is called on
@@ -40,6 +45,7 @@ var (
 	ErrAlreadyInRoom   = errors.New("already in that room")
 	ErrTooManyRooms    = errors.New("too many rooms")
 	ErrNoSuchMember    = errors.New("no such member")
+	ErrRecipientBusy   = errors.New("recipient is not keeping up: try again later")
 )
 
 // Limits and defaults.
@@ -454,6 +460,8 @@ func (h *Hub) privateParties(id int64, to string) (from, recipient Identity, err
 		return Identity{}, Identity{}, ErrNotMember
 	case r == nil:
 		return Identity{}, Identity{}, fmt.Errorf("%w: %q", ErrNoSuchMember, to)
+	case r != f && r.sub.Busy():
+		return Identity{}, Identity{}, fmt.Errorf("%w: %s", ErrRecipientBusy, r.Nickname)
 	}
 	return f.Identity, r.Identity, nil
 }

@@ -18,6 +18,8 @@ type recorder struct {
 	events []*hub.Event
 }
 
+func (r *recorder) Busy() bool { return false }
+
 func (r *recorder) Deliver(ev *hub.Event) {
 	r.mu.Lock()
 	r.events = append(r.events, ev)

@@ -524,3 +524,55 @@ func TestOneAddressCannotTakeEveryRoom(t *testing.T) {
 		t.Fatalf("%d rooms, %d of them the attacker's, want 30 and 9 (11 empty ones removed for b9-b19)", len(rooms), left)
 	}
 }
+
+// TestPrivateFloodRefusesSendersNotTheRecipient: senders within the rate
+// limit flooding one member, who does not read for a while, with private
+// messages (issue 15) used to get that member dropped as a slow consumer.
+// Now, once its queue is half full, the senders are refused; the member
+// stays, and then receives every private message that was accepted.
+func TestPrivateFloodRefusesSendersNotTheRecipient(t *testing.T) {
+	r := newRoom(t, func(c *Config) {
+		c.Session.QueueBytes = 256 << 10
+		c.Session.RequestRate = -1 // the flood stays within any rate limit: the point is its volume
+		c.Session.WriteTimeout = 30 * time.Second
+		c.Admission = admission.Options{ConnRatePerIP: -1}
+	})
+	victim := dialTCP(t, r.m, "victim")
+	victim.login("victim")
+	text := strings.Repeat("p", 4000)
+	var accepted, refused atomic.Int64
+	var wg sync.WaitGroup
+	for i := range 10 {
+		s := dialTCP(t, r.m, fmt.Sprint("flooder", i))
+		s.login(fmt.Sprint("flooder", i))
+		wg.Go(func() {
+			for range 400 {
+				s.request(`{"type":"private","to":"victim","message":%q}`, text)
+				reply := s.await("echo or refusal", func(m msg) bool { return m.str("type") == "private" || m.str("type") == "error" })
+				if reply.str("type") == "error" {
+					if !strings.Contains(reply.str("error"), "not keeping up") {
+						t.Errorf("refused with %q", reply.str("error"))
+					}
+					refused.Add(1)
+					return // a polite sender backs off
+				}
+				accepted.Add(1)
+			}
+		})
+	}
+	wg.Wait() // the victim has read nothing yet
+	t.Logf("%d private messages accepted, senders refused %d times", accepted.Load(), refused.Load())
+	if refused.Load() == 0 {
+		t.Fatalf("no sender was refused: the flood (%d messages) never filled the victim's queue", accepted.Load())
+	}
+	for i := range accepted.Load() {
+		victim.await(fmt.Sprintf("private message %d", i), func(m msg) bool {
+			if m.str("type") == "error" {
+				t.Fatalf("victim dropped: %v", m)
+			}
+			return m.str("type") == "private"
+		})
+	}
+	victim.say("I am still here")
+	r.witness.awaitMessage("I am still here")
+}

@@ -362,6 +362,15 @@ func (s *Session) Deliver(ev *hub.Event) {
 	}
 }
 
+// Busy implements hub.Subscriber: the queue is more than half full, so
+// private messages to this member are refused to their senders, and only
+// what its rooms publish can make it a slow consumer.
+func (s *Session) Busy() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return 2*len(s.items) > s.opts.QueueMessages || 2*s.bytes > s.opts.QueueBytes
+}
+
 // Disconnect ends the session with reason: whatever is queued is still
 // written (bounded by the write timeout), then the connection is closed. It
 // does not block and only the first reason counts.
@@ -617,6 +626,8 @@ func refusalLabel(err error) string {
 		return "rate_limited"
 	case errors.Is(err, errRepliesWaiting):
 		return "replies_waiting"
+	case errors.Is(err, hub.ErrRecipientBusy):
+		return "recipient_busy"
 	case errors.Is(err, wire.ErrSpoofedSender):
 		return "spoofed_sender"
 	case errors.Is(err, wire.ErrBadRequest):

@@ -128,6 +128,8 @@ type recorder struct {
 	joins  chan string // if set, receives the nickname of each join
 }
 
+func (r *recorder) Busy() bool { return false }
+
 func (r *recorder) Deliver(ev *hub.Event) {
 	r.mu.Lock()
 	r.events = append(r.events, ev)

@@ -127,7 +127,8 @@ type Hub struct {
 	byID     map[int64]*member
 	byNick   map[string]*member // key: foldNickname
 	rooms    map[string]*room
-	created  map[string]int // rooms that exist by who created them (quotaKey)
+	roomKeys map[string]string // roomKey -> the room's name: no two rooms look alike
+	created  map[string]int    // rooms that exist by who created them (quotaKey)
 	lastID   int64
 	shutting bool
 }
@@ -207,6 +208,7 @@ func New(opts Options) (*Hub, error) {
 		byID:     make(map[int64]*member),
 		byNick:   make(map[string]*member),
 		rooms:    make(map[string]*room),
+		roomKeys: make(map[string]string),
 		created:  make(map[string]int),
 	}
 	for _, x := range []any{opts.Broker, opts.History} {
@@ -302,13 +304,13 @@ func (h *Hub) LoginFrom(ctx context.Context, peer, nickname string, sub Subscrib
 	if err != nil {
 		return Identity{}, err
 	}
-	key := foldNickname(nick)
+	key := nicknameKey(nick)
 	var self Identity
 	err = h.update(ctx, func() ([]*Event, error) {
 		if h.shutting {
 			return nil, ErrShuttingDown
 		}
-		if _, taken := h.byNick[key]; taken || key == foldNickname(System.Nickname) {
+		if _, taken := h.byNick[key]; taken || key == nicknameKey(System.Nickname) {
 			return nil, ErrNicknameTaken
 		}
 		h.lastID++
@@ -354,6 +356,8 @@ func (h *Hub) JoinRoom(ctx context.Context, id int64, name string) (string, erro
 		if r == nil {
 			key := m.quotaKey()
 			switch {
+			case h.roomKeys[roomKey(name)] != "":
+				return nil, fmt.Errorf("%w: looks like #%s", ErrRoomInvalid, h.roomKeys[roomKey(name)])
 			case h.created[key] >= h.opts.MaxRoomsPerPeer:
 				return nil, fmt.Errorf("%w: you have created %d that still exist; rooms nobody is in make way for new ones", ErrTooManyRooms, h.opts.MaxRoomsPerPeer)
 			case len(h.rooms) >= h.opts.MaxRooms && !h.removeEmptiestLocked():
@@ -411,7 +415,7 @@ func (h *Hub) Logout(ctx context.Context, id int64, reason string) {
 			leaves = append(leaves, leave...)
 		}
 		delete(h.byID, id)
-		delete(h.byNick, foldNickname(m.Nickname))
+		delete(h.byNick, nicknameKey(m.Nickname))
 		if h.shutting {
 			return nil, nil
 		}
@@ -454,7 +458,7 @@ func (h *Hub) Private(ctx context.Context, id int64, to, text string) error {
 func (h *Hub) privateParties(id int64, to string) (from, recipient Identity, err error) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	f, r := h.byID[id], h.byNick[foldNickname(strings.TrimSpace(to))]
+	f, r := h.byID[id], h.byNick[nicknameKey(strings.TrimSpace(to))]
 	switch {
 	case f == nil:
 		return Identity{}, Identity{}, ErrNotMember
@@ -482,7 +486,7 @@ func (h *Hub) Rename(ctx context.Context, id int64, nickname string) (Identity, 
 	if err != nil {
 		return Identity{}, err
 	}
-	key := foldNickname(nick)
+	key := nicknameKey(nick)
 	var who Identity
 	var old string
 	err = h.update(ctx, func() ([]*Event, error) {
@@ -490,11 +494,11 @@ func (h *Hub) Rename(ctx context.Context, id int64, nickname string) (Identity, 
 		if m == nil {
 			return nil, ErrNotMember
 		}
-		if other, taken := h.byNick[key]; (taken && other != m) || key == foldNickname(System.Nickname) {
+		if other, taken := h.byNick[key]; (taken && other != m) || key == nicknameKey(System.Nickname) {
 			return nil, ErrNicknameTaken
 		}
 		old = m.Nickname
-		delete(h.byNick, foldNickname(old))
+		delete(h.byNick, nicknameKey(old))
 		m.Nickname = nick
 		h.byNick[key] = m
 		who = m.Identity
@@ -647,6 +651,7 @@ func (h *Hub) announcedLocked(r *room) bool {
 func (h *Hub) createRoomLocked(name, creator string) *room {
 	r := &room{name: name, index: make(map[int64]int), creator: creator}
 	h.rooms[name] = r
+	h.roomKeys[roomKey(name)] = name
 	if creator != "" {
 		h.created[creator]++
 	}
@@ -669,6 +674,7 @@ func (h *Hub) removeEmptiestLocked() bool {
 		return false
 	}
 	delete(h.rooms, oldest.name)
+	delete(h.roomKeys, roomKey(oldest.name))
 	if oldest.creator != "" {
 		if h.created[oldest.creator]--; h.created[oldest.creator] <= 0 {
 			delete(h.created, oldest.creator)
@@ -755,51 +761,8 @@ func (h *Hub) checkMessage(text string) error {
 	return nil
 }
 
-// CleanNickname trims nickname and checks the rules: 1 to MaxNicknameRunes
-// characters, valid UTF-8, no control or invisible formatting characters.
-func CleanNickname(nickname string) (string, error) {
-	nick := strings.TrimSpace(nickname)
-	switch n := utf8.RuneCountInString(nick); {
-	case !utf8.ValidString(nick):
-		return "", fmt.Errorf("%w: not UTF-8", ErrNicknameInvalid)
-	case n == 0:
-		return "", fmt.Errorf("%w: empty", ErrNicknameInvalid)
-	case n > MaxNicknameRunes:
-		return "", fmt.Errorf("%w: longer than %d characters", ErrNicknameInvalid, MaxNicknameRunes)
-	}
-	for _, r := range nick {
-		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
-			return "", fmt.Errorf("%w: control character %U", ErrNicknameInvalid, r)
-		}
-	}
-	return nick, nil
-}
-
-// CleanRoom normalises a room name: a leading '#' is dropped and letters
-// are lower-cased. A name is 1 to MaxRoomRunes letters, digits, '-', '_' or
-// '.', starting with a letter or digit.
-func CleanRoom(name string) (string, error) {
-	name = strings.ToLower(strings.TrimPrefix(strings.TrimSpace(name), "#"))
-	n := utf8.RuneCountInString(name)
-	if n == 0 || n > MaxRoomRunes {
-		return "", fmt.Errorf("%w: 1 to %d characters", ErrRoomInvalid, MaxRoomRunes)
-	}
-	for i, r := range name {
-		ok := unicode.IsLetter(r) || unicode.IsDigit(r) || (i > 0 && (r == '-' || r == '_' || r == '.'))
-		if !ok {
-			return "", fmt.Errorf("%w: letters, digits, '-', '_' and '.' only, starting with a letter or digit", ErrRoomInvalid)
-		}
-	}
-	return name, nil
-}
-
 // isBidiControl reports the invisible direction overrides that let a message
 // display differently from what it says.
 func isBidiControl(r rune) bool {
 	return (r >= 0x202A && r <= 0x202E) || (r >= 0x2066 && r <= 0x2069)
-}
-
-// foldNickname is the key under which nicknames are unique: case-insensitive.
-func foldNickname(nick string) string {
-	return strings.ToLower(strings.ToUpper(nick))
 }

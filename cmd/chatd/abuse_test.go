@@ -576,3 +576,19 @@ func TestPrivateFloodRefusesSendersNotTheRecipient(t *testing.T) {
 	victim.say("I am still here")
 	r.witness.awaitMessage("I am still here")
 }
+
+// TestLookalikeNicknamesAndRoomsOverTheWire: issue 15's look-alikes, over
+// real sockets (the full table is hub's TestLookalikeNamesAreRefused).
+func TestLookalikeNicknamesAndRoomsOverTheWire(t *testing.T) {
+	r := newRoom(t)
+	for _, nick := range []string{"w\u0456tness", "ｗｉｔｎｅｓｓ", "\u0405ystem", "\u3164"} {
+		c := dialWS(t, r.m, "lookalike")
+		c.send(fmt.Sprintf(`{"type":"login","nickname":%q,"protocol":1}`, nick))
+		if reply := c.awaitType("login"); reply.str("status") != "error" {
+			t.Errorf("login as %q: %v, want refused", nick, reply)
+		}
+	}
+	r.sender.request(`{"type":"join","room":"l\u043ebby"}`)
+	r.sender.awaitError("looks like #lobby")
+	r.verify()
+}

@@ -442,32 +442,48 @@ func (h *Hub) Publish(ctx context.Context, id int64, roomName, text string) erro
 // Private sends text from member id to the member named to, and only to
 // them (and back to the sender).
 func (h *Hub) Private(ctx context.Context, id int64, to, text string) error {
+	return h.private(ctx, id, text, func() (*member, string) {
+		return h.byNick[nicknameKey(strings.TrimSpace(to))], fmt.Sprintf("%q", to)
+	})
+}
+
+// PrivateTo sends text from member id to member toID. Addressing the
+// member rather than its nickname means a conversation cannot drift to
+// someone else who takes the nickname after its owner left: it fails with
+// ErrNoSuchMember instead.
+func (h *Hub) PrivateTo(ctx context.Context, id, toID int64, text string) error {
+	return h.private(ctx, id, text, func() (*member, string) {
+		return h.byID[toID], "id " + strconv.FormatInt(toID, 10)
+	})
+}
+
+// private checks text, finds both parties (recipient runs under the read
+// lock and names whom it looked for) and publishes. Identities are copied
+// under the lock: a member's Nickname changes under the write lock
+// (Rename), so reading it after RUnlock would race with a rename.
+func (h *Hub) private(ctx context.Context, id int64, text string, recipient func() (*member, string)) error {
 	if err := h.checkMessage(text); err != nil {
 		return err
 	}
-	from, recipient, err := h.privateParties(id, to)
+	from, to, err := func() (Identity, Identity, error) {
+		h.mu.RLock()
+		defer h.mu.RUnlock()
+		f := h.byID[id]
+		r, wanted := recipient()
+		switch {
+		case f == nil:
+			return Identity{}, Identity{}, ErrNotMember
+		case r == nil:
+			return Identity{}, Identity{}, fmt.Errorf("%w: %s", ErrNoSuchMember, wanted)
+		case r != f && r.sub.Busy():
+			return Identity{}, Identity{}, fmt.Errorf("%w: %s", ErrRecipientBusy, r.Nickname)
+		}
+		return f.Identity, r.Identity, nil
+	}()
 	if err != nil {
 		return err
 	}
-	return h.broker.Publish(ctx, &Event{Kind: KindPrivate, From: from, To: recipient, Text: text})
-}
-
-// privateParties looks up both ends of a private message. Identities are
-// copied under the lock: a member's Nickname changes under the write lock
-// (Rename), so reading it after RUnlock would race with a rename.
-func (h *Hub) privateParties(id int64, to string) (from, recipient Identity, err error) {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	f, r := h.byID[id], h.byNick[nicknameKey(strings.TrimSpace(to))]
-	switch {
-	case f == nil:
-		return Identity{}, Identity{}, ErrNotMember
-	case r == nil:
-		return Identity{}, Identity{}, fmt.Errorf("%w: %q", ErrNoSuchMember, to)
-	case r != f && r.sub.Busy():
-		return Identity{}, Identity{}, fmt.Errorf("%w: %s", ErrRecipientBusy, r.Nickname)
-	}
-	return f.Identity, r.Identity, nil
+	return h.broker.Publish(ctx, &Event{Kind: KindPrivate, From: from, To: to, Text: text})
 }
 
 // Typing tells the room that member id is typing.

@@ -88,6 +88,7 @@
         c.oldest = 0;
         for (const h of obj.history || []) addMessage(c, h, { history: true, quiet: true });
         c.more = (obj.history || []).length > 0;
+        if (obj.room === "lobby") checkDMs(c.members);
         saveRooms();
         if (c.pendingSwitch || !convs.has(current)) switchTo(c.key);
         c.pendingSwitch = false;
@@ -104,7 +105,7 @@
       case "message": return addMessage(conv("#" + obj.room, { kind: "room", name: obj.room }), obj, {});
       case "private": {
         const other = obj.sender_id === selfId ? { id: obj.to_id, nick: obj.to_nickname } : { id: obj.sender_id, nick: obj.sender_nickname };
-        const c = conv("@" + other.id, { kind: "dm", name: other.nick, id: other.id });
+        const c = dmConv(other.id, other.nick);
         c.name = other.nick;
         return addMessage(c, obj, {});
       }
@@ -113,6 +114,7 @@
         if (!c) return;
         if (obj.type === "leave") c.members.delete(obj.member.id); else c.members.set(obj.member.id, obj.member.nickname);
         if (obj.type === "rename") renameDMs(obj.member);
+        if (obj.type === "leave" && obj.room === "lobby") endDM(obj.member.id, `${obj.member.nickname} has left the chat: messages here can no longer reach them`);
         addLine(c, { time: obj.time, cls: "system", text: obj.message });
         if (c.key === current) renderMembers();
         return;
@@ -189,6 +191,42 @@
     clearTimeout(c.typing.get(obj.sender_nickname));
     c.typing.set(obj.sender_nickname, setTimeout(() => { c.typing.delete(obj.sender_nickname); renderTyping(); }, TYPING_SHOWN_MS));
     renderTyping();
+  }
+
+  // endDM closes the private conversation with member id: it follows the
+  // member, not the nickname, so once they are gone nothing typed there may
+  // reach whoever takes the nickname next.
+  let endedDMs = 0;
+  function endDM(id, why) {
+    const c = convs.get("@" + id);
+    if (!c || c.gone) return;
+    c.gone = true;
+    addLine(c, { cls: "system", text: why });
+    renderConvs();
+  }
+
+  // dmConv is the live private conversation with member id. An ended one
+  // under that id (after a server restart ids begin again) is kept aside,
+  // so a newcomer's messages never join a conversation with someone else.
+  function dmConv(id, nick) {
+    const key = "@" + id;
+    const old = convs.get(key);
+    if (old && old.gone) {
+      convs.delete(key);
+      old.key = `${key}~${++endedDMs}`;
+      convs.set(old.key, old);
+      if (current === key) current = old.key;
+    }
+    return conv(key, { kind: "dm", name: nick, id });
+  }
+
+  // checkDMs ends private conversations whose member is no longer who it
+  // was (after a reconnect: they left meanwhile, or the server restarted
+  // and ids began again).
+  function checkDMs(lobbyMembers) {
+    for (const c of convs.values()) {
+      if (c.kind === "dm" && lobbyMembers.get(c.id) !== c.name) endDM(c.id, `${c.name} is no longer here (reconnected): messages here can no longer reach them`);
+    }
   }
 
   function renameDMs(member) {
@@ -343,7 +381,7 @@
       } else {
         li.title = `private conversation with ${nick}`;
         li.addEventListener("click", () => {
-          conv("@" + id, { kind: "dm", name: nick, id });
+          dmConv(id, nick);
           switchTo("@" + id);
           el.members.classList.remove("open");
           el.text.focus();
@@ -377,7 +415,8 @@
     const c = convs.get(current);
     if (!c) return;
     if (c.kind === "room") send({ type: "broadcast", room: c.name, message: text });
-    else send({ type: "private", to: c.name, message: text });
+    else if (c.gone) addLine(c, { cls: "error", text: `${c.name} has left: not sent` });
+    else send({ type: "private", to_id: c.id, message: text });
   });
 
   // command runs a slash command and reports whether it was one.

@@ -317,3 +317,32 @@ func TestBrowserRoomsPresencePrivateHistoryAndMentions(t *testing.T) {
 		}
 	}
 }
+
+// TestBrowserPrivateConversationFollowsTheMember: a private conversation
+// is with a member, not a nickname (issue 15). When bob leaves and someone
+// else logs in as "bob", the page says bob has left, and what is typed in
+// the old conversation reaches nobody.
+func TestBrowserPrivateConversationFollowsTheMember(t *testing.T) {
+	m := startServer(t)
+	ann := tab{t, newBrowser(t)}
+	ann.do("desktop size", chromedp.EmulateViewport(1100, 700))
+	bob := dialTCP(t, m, "bob")
+	bob.login("bob")
+	ann.login(m.HTTPAddr(), "ann")
+	ann.do("open a private conversation with bob", chromedp.Click(chromedp.Search(`//ul[@id="member-list"]/li[text()="bob"]`)))
+	ann.say("for the first bob")
+	bob.await("the private message", func(x msg) bool { return x.str("type") == "private" && x.str("message") == "for the first bob" })
+
+	bob.close()
+	ann.waitFor("bob has left, in the conversation", `//li[contains(@class,"system")]/span[starts-with(text(),"bob has left the chat")]`)
+	impostor := dialTCP(t, m, "impostor")
+	impostor.login("bob")
+	ann.say("are you still there?")
+	ann.waitFor("not sent", `//li[contains(@class,"error")]/span[text()="bob has left: not sent"]`)
+	impostor.say("marker")
+	for x := impostor.next(); x.str("message") != "marker"; x = impostor.next() {
+		if x.str("type") == "private" {
+			t.Fatalf("the new bob got the old conversation's message: %v", x)
+		}
+	}
+}

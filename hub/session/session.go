@@ -683,6 +683,9 @@ func (s *Session) serve(ctx context.Context, req wire.Request) error {
 		}
 		return s.hub.Publish(ctx, id, req.Room, req.Message)
 	case wire.TypePrivate:
+		if req.ToID != 0 {
+			return s.hub.PrivateTo(ctx, id, req.ToID, req.Message)
+		}
 		return s.hub.Private(ctx, id, req.To, req.Message)
 	case wire.TypeJoin:
 		_, err := s.hub.JoinRoom(ctx, id, req.Room)

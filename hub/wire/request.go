@@ -49,6 +49,9 @@ type Request struct {
 	Room string `json:"room"`
 	// To is the nickname a private message is for.
 	To string `json:"to"`
+	// ToID, when not 0, is the id of the member a private message is for
+	// (and To is ignored).
+	ToID int64 `json:"to_id"`
 	// Before asks history for messages with a lower seq (0: the latest).
 	Before uint64 `json:"before"`
 	// Limit bounds a history reply.

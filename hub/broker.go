@@ -24,16 +24,27 @@ var ErrNotSubscribed = errors.New("broker: no subscriber")
 
 // MemoryBroker is the single-process Broker: it sequences events under a mutex
 // and delivers each synchronously on the publisher's goroutine. Its zero value
-// is ready to use.
+// is ready to use. NewJournaledBroker makes one that writes events to a
+// Journal before delivering them.
 type MemoryBroker struct {
 	mu      sync.Mutex // serialises sequencing and delivery: the rooms' order
 	deliver func(*Event)
 
-	// seqMu guards seq. It is a leaf lock apart from mu, because the hub
-	// forgets a removed room's counter under its own lock, which publishing
-	// takes under mu.
-	seqMu sync.Mutex
-	seq   map[string]uint64
+	// seqMu guards seq and committed. It is a leaf lock apart from mu,
+	// because the hub forgets a removed room's counter under its own lock,
+	// which publishing takes under mu.
+	seqMu     sync.Mutex
+	seq       map[string]uint64
+	committed map[string]uint64 // journaled: the last seq written per room
+
+	// With a journal (NewJournaledBroker), events go through a writer and
+	// a deliverer goroutine; these are theirs, guarded by mu.
+	journal   Journal
+	queue     []*pending
+	wake      *sync.Cond // signals the writer: queue is not empty, or closed
+	closed    bool
+	toDeliver chan []*pending
+	workers   sync.WaitGroup
 }
 
 // Subscribe implements Broker.
@@ -51,10 +62,15 @@ func (b *MemoryBroker) Subscribe(deliver func(*Event)) error {
 // queued.
 func (b *MemoryBroker) Publish(_ context.Context, ev *Event) error {
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	if b.deliver == nil {
+		b.mu.Unlock()
 		return ErrNotSubscribed
 	}
+	ev.Time = time.Now()
+	if b.journal != nil {
+		return b.publishJournaled(ev)
+	}
+	defer b.mu.Unlock()
 	if Sequenced(ev.Kind) {
 		b.seqMu.Lock()
 		if b.seq == nil {
@@ -64,7 +80,6 @@ func (b *MemoryBroker) Publish(_ context.Context, ev *Event) error {
 		ev.Seq = b.seq[ev.Room]
 		b.seqMu.Unlock()
 	}
-	ev.Time = time.Now()
 	b.deliver(ev)
 	return nil
 }
@@ -75,7 +90,11 @@ func (b *MemoryBroker) Publish(_ context.Context, ev *Event) error {
 func (b *MemoryBroker) ForgetRoom(room string) {
 	b.seqMu.Lock()
 	defer b.seqMu.Unlock()
+	if b.journal != nil && b.seq[room] != b.committed[room] {
+		return // something is still being written: keep counting
+	}
 	delete(b.seq, room)
+	delete(b.committed, room)
 }
 
 // Sequenced reports whether events of kind k take a place in their room's

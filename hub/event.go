@@ -105,8 +105,20 @@ type Event struct {
 	Reason string
 	// Members lists the room's members (KindJoined only), the joiner included.
 	Members []Identity
-	// History is the room's recent messages, oldest first (KindJoined only).
+	// History is the room's recent messages, oldest first (KindJoined
+	// only); or, Resumed, every event after the position the member
+	// resumed from.
 	History []*Event
+	// Resumed says History holds every event since the member's position
+	// (KindJoined only).
+	Resumed bool
+	// Gap says the member asked to resume but could not be given all it
+	// missed: History is the latest messages; scroll back for more
+	// (KindJoined only).
+	Gap bool
+	// Epoch is the history's epoch (KindWelcome only): positions to resume
+	// from are of this epoch.
+	Epoch string
 
 	encodings [MaxEncodings]atomic.Pointer[[][]byte]
 }

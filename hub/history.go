@@ -1,22 +1,37 @@
 package hub
 
 import (
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 )
 
-// History keeps rooms' recent messages for members who join later and for
-// scrolling back. The hub appends every message in its room's order; reads
-// may come from any goroutine. MemoryHistory is the in-process store; a
-// persistent one satisfies the same interface.
+// History keeps rooms' events for members who join later, resume after a
+// reconnect, scroll back or search. The hub appends every sequenced event
+// (messages, joins, leaves, renames) in its room's order, under its read
+// lock, as it delivers it. MemoryHistory is the in-process store; a
+// durable one (hub/sqlite) keeps a MemoryHistory as its cache and the rest
+// on disk.
 type History interface {
-	// Append records a message event (its Room and Seq are set).
+	// Append records a sequenced event (its Room and Seq are set). The hub
+	// calls it under its read lock: it must not block.
 	Append(ev *Event)
 	// Recent returns up to n of the room's latest messages, oldest first.
+	// The hub calls it under its write lock (a join): it must be quick.
 	Recent(room string, n int) []*Event
+	// After returns every sequenced event of the room with Seq above seq,
+	// oldest first, and true; or false when it cannot: seq is older than
+	// what it keeps, more than n events followed it, or seq is not of this
+	// room's history at all (newer than its newest). Under the hub's write
+	// lock, like Recent.
+	After(room string, seq uint64, n int) ([]*Event, bool)
 	// Before returns up to n of the room's messages with Seq below seq,
-	// oldest first.
-	Before(room string, seq uint64, n int) []*Event
+	// oldest first. Not under any hub lock: it may read a disk.
+	Before(room string, seq uint64, n int) ([]*Event, error)
+	// Search returns up to n of the room's messages whose text contains
+	// query (ignoring case), newest first. Not under any hub lock.
+	Search(room, query string, n int) ([]*Event, error)
 }
 
 // Defaults for MemoryHistory.
@@ -155,18 +170,77 @@ func (h *MemoryHistory) Recent(room string, n int) []*Event {
 	if r == nil || n <= 0 {
 		return nil
 	}
-	return r.span(max(0, r.n-n), r.n)
+	return r.messagesBefore(r.n, n)
 }
 
 // Before implements History.
-func (h *MemoryHistory) Before(room string, seq uint64, n int) []*Event {
+func (h *MemoryHistory) Before(room string, seq uint64, n int) ([]*Event, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	r := h.rooms[room]
 	if r == nil || n <= 0 {
-		return nil
+		return nil, nil
 	}
-	// Messages are in seq order: find the first at or after seq.
-	end := sort.Search(r.n, func(i int) bool { return r.at(i).Seq >= seq })
-	return r.span(max(0, end-n), end)
+	return r.messagesBefore(r.search(seq), n), nil
+}
+
+// After implements History.
+func (h *MemoryHistory) After(room string, seq uint64, n int) ([]*Event, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	r := h.rooms[room]
+	if r == nil || r.n == 0 {
+		return nil, seq == 0 // nothing kept: only "nothing seen" is complete
+	}
+	newest, oldest := r.at(r.n-1).Seq, r.at(0).Seq
+	if seq > newest || seq+1 < oldest || newest-seq > uint64(n) {
+		return nil, false
+	}
+	return r.span(r.search(seq+1), r.n), true
+}
+
+// OldestSeq returns the seq of the oldest event kept for room (0: none).
+func (h *MemoryHistory) OldestSeq(room string) uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if r := h.rooms[room]; r != nil && r.n > 0 {
+		return r.at(0).Seq
+	}
+	return 0
+}
+
+// Search implements History: a scan of what is kept, newest first.
+func (h *MemoryHistory) Search(room, query string, n int) ([]*Event, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	r := h.rooms[room]
+	if r == nil || n <= 0 || query == "" {
+		return nil, nil
+	}
+	q := strings.ToLower(query)
+	var out []*Event
+	for i := r.n - 1; i >= 0 && len(out) < n; i-- {
+		if ev := r.at(i); ev.Kind == KindMessage && strings.Contains(strings.ToLower(ev.Text), q) {
+			out = append(out, ev)
+		}
+	}
+	return out, nil
+}
+
+// search returns the index of the first event with Seq at or above seq.
+func (r *roomHistory) search(seq uint64) int {
+	return sort.Search(r.n, func(i int) bool { return r.at(i).Seq >= seq })
+}
+
+// messagesBefore returns up to n of the messages (not joins, leaves or
+// renames) among the first end events, the latest ones, oldest first.
+func (r *roomHistory) messagesBefore(end, n int) []*Event {
+	var out []*Event
+	for i := end - 1; i >= 0 && len(out) < n; i-- {
+		if ev := r.at(i); ev.Kind == KindMessage {
+			out = append(out, ev)
+		}
+	}
+	slices.Reverse(out)
+	return out
 }

@@ -33,17 +33,14 @@ func (m *historyModel) append(ev *Event, retain, retainBytes int) {
 }
 
 func (m *historyModel) recent(room string, n int) []*Event {
-	msgs := m.rooms[room]
-	if n <= 0 {
-		return nil
-	}
-	return msgs[max(0, len(msgs)-n):]
+	return m.before(room, 1<<62, n)
 }
 
+// before is the latest n messages (not other events) below seq.
 func (m *historyModel) before(room string, seq uint64, n int) []*Event {
 	var below []*Event
 	for _, e := range m.rooms[room] {
-		if e.Seq < seq {
+		if e.Seq < seq && e.Kind == KindMessage {
 			below = append(below, e)
 		}
 	}
@@ -51,6 +48,25 @@ func (m *historyModel) before(room string, seq uint64, n int) []*Event {
 		return nil
 	}
 	return below[max(0, len(below)-n):]
+}
+
+// after is every event above seq, if what is kept covers it and n allows.
+func (m *historyModel) after(room string, seq uint64, n int) ([]*Event, bool) {
+	evs := m.rooms[room]
+	if len(evs) == 0 {
+		return nil, seq == 0
+	}
+	oldest, newest := evs[0].Seq, evs[len(evs)-1].Seq
+	if seq > newest || seq+1 < oldest || newest-seq > uint64(n) {
+		return nil, false
+	}
+	var out []*Event
+	for _, e := range evs {
+		if e.Seq > seq {
+			out = append(out, e)
+		}
+	}
+	return out, true
 }
 
 // historyOps drives a MemoryHistory and the model with the operations
@@ -84,7 +100,11 @@ func historyOps(t *testing.T, ops []byte) {
 		// Most operations append a message of a random size: empty to
 		// large, so that the memory bound drops several at once.
 		seqs[room]++
-		ev := &Event{Kind: KindMessage, Room: room, Seq: seqs[room], Text: strings.Repeat("x", b%1200)}
+		kind := KindMessage
+		if a%5 == 4 { // some joins, leaves and renames among the messages
+			kind = []Kind{KindJoin, KindLeave, KindRename}[b%3]
+		}
+		ev := &Event{Kind: kind, Room: room, Seq: seqs[room], Text: strings.Repeat("x", b%1200)}
 		h.Append(ev)
 		model.append(ev, h.Retain, h.RetainBytes)
 		log = append(log, fmt.Sprintf("%s+%d(%dB)", room, ev.Seq, len(ev.Text)))
@@ -92,6 +112,15 @@ func historyOps(t *testing.T, ops []byte) {
 			log = log[len(log)-40:]
 		}
 		for _, r := range rooms {
+			for _, after := range []uint64{0, seqs[r], seqs[r] - min(seqs[r], 3), uint64(b) % (seqs[r] + 2)} {
+				for _, n := range []int{2, 1000} {
+					got, ok := h.After(r, after, n)
+					want, wantOK := model.after(r, after, n)
+					if ok != wantOK || !slices.Equal(got, want) {
+						fail("room %s: After(%d, %d) = %v %v, model %v %v", r, after, n, seqsOf(got), ok, seqsOf(want), wantOK)
+					}
+				}
+			}
 			all := model.recent(r, 1<<20)
 			if got := h.Recent(r, 1<<20); !slices.Equal(got, all) {
 				fail("room %s: Recent(all) = %v, model %v", r, seqsOf(got), seqsOf(all))
@@ -103,7 +132,8 @@ func historyOps(t *testing.T, ops []byte) {
 			}
 			for _, before := range []uint64{0, 1, seqs[r], seqs[r] + 1, uint64(b) % (seqs[r] + 2)} {
 				for _, n := range []int{1, 3, 100} {
-					if got, want := h.Before(r, before, n), model.before(r, before, n); !slices.Equal(got, want) {
+					got, _ := h.Before(r, before, n)
+					if want := model.before(r, before, n); !slices.Equal(got, want) {
 						fail("room %s: Before(%d, %d) = %v, model %v", r, before, n, seqsOf(got), seqsOf(want))
 					}
 				}

@@ -24,10 +24,10 @@ func TestMemoryHistoryKeepsTheLatestInOrder(t *testing.T) {
 	if got := seqs(h.Recent("r", 100)); got != "8,9,10,11,12" {
 		t.Errorf("Recent(all) = %s, want the 5 retained", got)
 	}
-	if got := seqs(h.Before("r", 11, 2)); got != "9,10" {
+	if got := seqs(must(h.Before("r", 11, 2))); got != "9,10" {
 		t.Errorf("Before(11, 2) = %s", got)
 	}
-	if got := seqs(h.Before("r", 8, 2)); got != "" {
+	if got := seqs(must(h.Before("r", 8, 2))); got != "" {
 		t.Errorf("Before the oldest retained = %s", got)
 	}
 	if got := seqs(h.Recent("other", 3)); got != "" {
@@ -42,4 +42,11 @@ func TestMemoryHistoryKeepsTheLatestInOrder(t *testing.T) {
 	if got := seqs(h.Recent("r", 100)); got != "yy" {
 		t.Errorf("after the bytes bound: %s", got)
 	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }

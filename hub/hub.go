@@ -2,6 +2,8 @@ package hub
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -46,6 +48,9 @@ var (
 	ErrTooManyRooms    = errors.New("too many rooms")
 	ErrNoSuchMember    = errors.New("no such member")
 	ErrRecipientBusy   = errors.New("recipient is not keeping up: try again later")
+	ErrQueryInvalid    = errors.New("invalid search")
+	// ErrHistoryUnavailable: the history store failed (the log says how).
+	ErrHistoryUnavailable = errors.New("history is unavailable right now")
 )
 
 // Limits and defaults.
@@ -56,6 +61,8 @@ const (
 	MaxNicknameRunes = 32
 	// MaxRoomRunes is the longest room name, in characters.
 	MaxRoomRunes = 32
+	// MaxQueryRunes is the longest search query, in characters.
+	MaxQueryRunes = 200
 	// DefaultMaxMessageBytes is Options.MaxMessageBytes' default.
 	DefaultMaxMessageBytes = 4096
 	// DefaultHistoryOnJoin is Options.HistoryOnJoin's default.
@@ -66,6 +73,8 @@ const (
 	DefaultMaxRoomsPerMember = 50
 	// DefaultAnnounceLimit is Options.AnnounceLimit's default.
 	DefaultAnnounceLimit = 1000
+	// DefaultResumeLimit is Options.ResumeLimit's default.
+	DefaultResumeLimit = 1000
 	// DefaultMaxRoomsPerPeer is Options.MaxRoomsPerPeer's default.
 	DefaultMaxRoomsPerPeer = 20
 )
@@ -80,6 +89,18 @@ type Options struct {
 	// HistoryOnJoin is how many recent messages a member gets on joining a
 	// room. Default DefaultHistoryOnJoin; negative: none.
 	HistoryOnJoin int
+	// ResumeLimit is how many events a member resuming a room (joining it
+	// from a Position) may have missed and still get all of; past that it
+	// gets the latest messages and a gap. Default DefaultResumeLimit.
+	ResumeLimit int
+	// Epoch names this history: a Position from another epoch (another
+	// database, or an in-memory server since restarted) cannot resume.
+	// Default: random, so an in-memory hub is a new history each run; a
+	// durable store passes its own.
+	Epoch string
+	// Rooms exist from the start, empty (a durable store's rooms after a
+	// restart), as many as MaxRooms allows.
+	Rooms []string
 	// MaxRooms bounds the rooms that exist. A room nobody is in stays,
 	// with its history, until room is needed for a new one: then the room
 	// empty the longest is removed (and, with the in-memory broker and
@@ -181,6 +202,14 @@ func New(opts Options) (*Hub, error) {
 	if opts.HistoryOnJoin == 0 {
 		opts.HistoryOnJoin = DefaultHistoryOnJoin
 	}
+	if opts.ResumeLimit <= 0 {
+		opts.ResumeLimit = DefaultResumeLimit
+	}
+	if opts.Epoch == "" {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		opts.Epoch = hex.EncodeToString(b[:])
+	}
 	if opts.MaxRooms <= 0 {
 		opts.MaxRooms = DefaultMaxRooms
 	}
@@ -210,6 +239,14 @@ func New(opts Options) (*Hub, error) {
 		rooms:    make(map[string]*room),
 		roomKeys: make(map[string]string),
 		created:  make(map[string]int),
+	}
+	for _, name := range opts.Rooms {
+		if len(h.rooms) >= opts.MaxRooms {
+			break
+		}
+		if h.rooms[name] == nil {
+			h.createRoomLocked(name, "").emptySince = time.Now()
+		}
 	}
 	for _, x := range []any{opts.Broker, opts.History} {
 		if f, ok := x.(RoomForgetter); ok {
@@ -262,7 +299,7 @@ func (h *Hub) deliver(ev *Event) (n int) {
 		if r == nil {
 			break
 		}
-		if ev.Kind == KindMessage {
+		if Sequenced(ev.Kind) {
 			h.history.Append(ev)
 		}
 		for _, m := range r.members {
@@ -294,12 +331,25 @@ func (h *Hub) update(ctx context.Context, change func() ([]*Event, error)) error
 // identity, then KindJoined for the lobby; then the join is announced there.
 // It fails with ErrNicknameInvalid, ErrNicknameTaken or ErrShuttingDown.
 func (h *Hub) Login(ctx context.Context, nickname string, sub Subscriber) (Identity, error) {
-	return h.LoginFrom(ctx, "", nickname, sub)
+	return h.LoginFrom(ctx, "", nickname, sub, Position{})
 }
 
+// Position is where a member's view of a room ended: the history's epoch
+// and the last seq it has. Joining from a Position resumes: the member
+// gets exactly the events it missed (see KindJoined). The zero Position is
+// a fresh join.
+type Position struct {
+	Epoch string
+	Seq   uint64
+}
+
+// Epoch returns the history's epoch (see Options.Epoch).
+func (h *Hub) Epoch() string { return h.opts.Epoch }
+
 // LoginFrom is Login for a member connected from peer (its address, such
-// as an IP), which per-address quotas count against.
-func (h *Hub) LoginFrom(ctx context.Context, peer, nickname string, sub Subscriber) (Identity, error) {
+// as an IP), which per-address quotas count against, resuming the lobby
+// from lobby (the zero Position: a fresh join).
+func (h *Hub) LoginFrom(ctx context.Context, peer, nickname string, sub Subscriber, lobbyFrom Position) (Identity, error) {
 	nick, err := CleanNickname(nickname)
 	if err != nil {
 		return Identity{}, err
@@ -319,12 +369,12 @@ func (h *Hub) LoginFrom(ctx context.Context, peer, nickname string, sub Subscrib
 		h.byNick[key] = m
 		self = m.Identity
 		// Delivered under the lock so nothing published can overtake them.
-		sub.Deliver(&Event{Kind: KindWelcome, From: System, Subject: self})
+		sub.Deliver(&Event{Kind: KindWelcome, From: System, Subject: self, Epoch: h.opts.Epoch})
 		lobby := h.rooms[Lobby]
 		if lobby == nil {
 			lobby = h.createRoomLocked(Lobby, "")
 		}
-		return h.enterLocked(m, lobby), nil
+		return h.enterLocked(m, lobby, lobbyFrom), nil
 	})
 	if err != nil {
 		return Identity{}, err
@@ -338,6 +388,13 @@ func (h *Hub) LoginFrom(ctx context.Context, peer, nickname string, sub Subscrib
 // first receives KindJoined with the room's members and recent history; then
 // the join is announced to the room.
 func (h *Hub) JoinRoom(ctx context.Context, id int64, name string) (string, error) {
+	return h.JoinRoomFrom(ctx, id, name, Position{})
+}
+
+// JoinRoomFrom is JoinRoom resuming from a Position: KindJoined carries
+// every event after it (Resumed), or, when that cannot be (too many
+// missed, too old, another epoch), the latest messages and Gap.
+func (h *Hub) JoinRoomFrom(ctx context.Context, id int64, name string, from Position) (string, error) {
 	name, err := CleanRoom(name)
 	if err != nil {
 		return "", err
@@ -365,7 +422,7 @@ func (h *Hub) JoinRoom(ctx context.Context, id int64, name string) (string, erro
 			}
 			r = h.createRoomLocked(name, key)
 		}
-		return h.enterLocked(m, r), nil
+		return h.enterLocked(m, r, from), nil
 	})
 	if err != nil {
 		return "", err
@@ -541,7 +598,34 @@ func (h *Hub) RoomHistory(id int64, roomName string, before uint64, limit int) (
 	if before == 0 {
 		return name, h.history.Recent(name, limit), nil
 	}
-	return name, h.history.Before(name, before, limit), nil
+	events, err := h.history.Before(name, before, limit)
+	if err != nil {
+		h.log.Error("read history", "room", name, "err", err)
+		return "", nil, ErrHistoryUnavailable
+	}
+	return name, events, nil
+}
+
+// Search returns up to limit of the messages of a room member id is in
+// whose text contains query (ignoring case), newest first.
+func (h *Hub) Search(id int64, roomName, query string, limit int) (string, []*Event, error) {
+	_, name, err := h.inRoom(id, roomName)
+	if err != nil {
+		return "", nil, err
+	}
+	query = strings.TrimSpace(query)
+	switch n := utf8.RuneCountInString(query); {
+	case n == 0:
+		return "", nil, fmt.Errorf("%w: empty", ErrQueryInvalid)
+	case n > MaxQueryRunes || !utf8.ValidString(query):
+		return "", nil, fmt.Errorf("%w: 1 to %d characters", ErrQueryInvalid, MaxQueryRunes)
+	}
+	events, err := h.history.Search(name, query, limit)
+	if err != nil {
+		h.log.Error("search history", "room", name, "err", err)
+		return "", nil, ErrHistoryUnavailable
+	}
+	return name, events, nil
 }
 
 // RoomInfo describes a room for a room list.
@@ -707,17 +791,24 @@ func (h *Hub) removeEmptiestLocked() bool {
 // taken under the write lock so that the next event it gets from r is the
 // first one after that history. It returns the join to announce (none in a
 // room too big for announcements).
-func (h *Hub) enterLocked(m *member, r *room) []*Event {
+func (h *Hub) enterLocked(m *member, r *room, from Position) []*Event {
 	r.emptySince = time.Time{}
 	r.index[m.ID] = len(r.members)
 	r.members = append(r.members, m)
 	m.rooms = append(m.rooms, r.name)
 	var recent []*Event
-	if h.opts.HistoryOnJoin > 0 {
+	resumed, gap := false, false
+	if from != (Position{}) {
+		if from.Epoch == h.opts.Epoch {
+			recent, resumed = h.history.After(r.name, from.Seq, h.opts.ResumeLimit)
+		}
+		gap = !resumed
+	}
+	if !resumed && h.opts.HistoryOnJoin > 0 {
 		recent = h.history.Recent(r.name, h.opts.HistoryOnJoin)
 	}
 	m.sub.Deliver(&Event{Kind: KindJoined, Room: r.name, From: System, Subject: m.Identity,
-		Members: identities(r.members), History: recent})
+		Members: identities(r.members), History: recent, Resumed: resumed, Gap: gap})
 	if !h.announcedLocked(r) {
 		return nil
 	}

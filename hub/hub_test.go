@@ -457,8 +457,8 @@ func TestEmptyRoomsMakeWayAndCreationIsQuotaed(t *testing.T) {
 		t.Fatal(err)
 	}
 	aRec, bRec := &recorder{}, &recorder{}
-	a, _ := h.LoginFrom(ctx, "192.0.2.1", "a", aRec)
-	b, _ := h.LoginFrom(ctx, "192.0.2.2", "b", bRec)
+	a, _ := h.LoginFrom(ctx, "192.0.2.1", "a", aRec, hub.Position{})
+	b, _ := h.LoginFrom(ctx, "192.0.2.2", "b", bRec, hub.Position{})
 	join := func(who hub.Identity, room string) error { _, err := h.JoinRoom(ctx, who.ID, room); return err }
 
 	if err := join(a, "r1"); err != nil {

@@ -670,7 +670,7 @@ func (s *Session) handle(ctx context.Context, frame []byte) {
 func (s *Session) serve(ctx context.Context, req wire.Request) error {
 	id := s.self.ID
 	switch req.Type {
-	case wire.TypeJoin, wire.TypeLeave, wire.TypeRooms, wire.TypeHistory, wire.TypeMembers, wire.TypeNick:
+	case wire.TypeJoin, wire.TypeLeave, wire.TypeRooms, wire.TypeHistory, wire.TypeMembers, wire.TypeNick, wire.TypeSearch:
 		if s.repliesBacklogged() {
 			return errRepliesWaiting
 		}
@@ -688,7 +688,7 @@ func (s *Session) serve(ctx context.Context, req wire.Request) error {
 		}
 		return s.hub.Private(ctx, id, req.To, req.Message)
 	case wire.TypeJoin:
-		_, err := s.hub.JoinRoom(ctx, id, req.Room)
+		_, err := s.hub.JoinRoomFrom(ctx, id, req.Room, req.Position())
 		return err
 	case wire.TypeLeave:
 		_, err := s.hub.LeaveRoom(ctx, id, req.Room)
@@ -714,6 +714,16 @@ func (s *Session) serve(ctx context.Context, req wire.Request) error {
 			return err
 		}
 		s.reply(wire.History(room, req.Before, events))
+	case wire.TypeSearch:
+		limit := req.Limit
+		if limit <= 0 || limit > maxHistoryPage {
+			limit = defaultSearchLimit
+		}
+		room, events, err := s.hub.Search(id, req.Room, req.Query, limit)
+		if err != nil {
+			return err
+		}
+		s.reply(wire.Search(room, req.Query, events))
 	case wire.TypeMembers:
 		room, members, err := s.hub.RoomMembers(id, req.Room)
 		if err != nil {
@@ -734,8 +744,12 @@ func (s *Session) serve(ctx context.Context, req wire.Request) error {
 	return nil
 }
 
-// maxHistoryPage bounds one history reply.
-const maxHistoryPage = 200
+// maxHistoryPage bounds one history or search reply; defaultSearchLimit is
+// a search's when it names none.
+const (
+	maxHistoryPage     = 200
+	defaultSearchLimit = 50
+)
 
 func (s *Session) login(ctx context.Context, req wire.Request) {
 	if s.loggedIn.Load() {
@@ -745,7 +759,7 @@ func (s *Session) login(ctx context.Context, req wire.Request) {
 	s.mu.Lock()
 	s.extended = req.Extended()
 	s.mu.Unlock()
-	self, err := s.hub.LoginFrom(ctx, s.opts.Peer, req.Nickname, s)
+	self, err := s.hub.LoginFrom(ctx, s.opts.Peer, req.Nickname, s, req.Position())
 	if err != nil {
 		s.logAt(slog.LevelInfo, "login refused", "err", err)
 		s.opts.Observer.Refused(refusalLabel(err))

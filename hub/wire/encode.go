@@ -161,6 +161,21 @@ func encodeJoined(ev *hub.Event) []byte {
 	b := appendString([]byte(`{"type":"joined","room":`), ev.Room)
 	b = appendMembers(append(b, `,"members":`...), ev.Members)
 	b = appendHistory(append(b, `,"history":`...), ev.History)
+	switch {
+	case ev.Resumed:
+		b = append(b, `,"resumed":true`...)
+	case ev.Gap:
+		b = append(b, `,"gap":true`...)
+	}
+	return append(b, "}\n"...)
+}
+
+// Search is the reply to a search request: room's messages containing
+// query, newest first.
+func Search(room, query string, events []*hub.Event) []byte {
+	b := appendString([]byte(`{"type":"search","room":`), room)
+	b = appendString(append(b, `,"query":`...), query)
+	b = appendHistory(append(b, `,"messages":`...), events)
 	return append(b, "}\n"...)
 }
 
@@ -219,9 +234,10 @@ func JoinedSizeBound(ev *hub.Event) int {
 	return size + min(hist, MaxHistoryBytes)
 }
 
-// messageSizeBound is an upper bound on a message's extended encoding.
+// messageSizeBound is an upper bound on an event's extended encoding (a
+// message, or a join, leave or rename replayed on resume).
 func messageSizeBound(ev *hub.Event) int {
-	return 160 + 2*(len(ev.Room)+len(ev.From.Nickname)+len(ev.Text))
+	return 320 + 2*(len(ev.Room)+len(ev.From.Nickname)+3*len(ev.Subject.Nickname)+2*len(ev.OldNickname)+len(ev.Text)+len(ev.Reason))
 }
 
 // Rooms is the reply to a rooms request.
@@ -256,6 +272,7 @@ func encodeWelcome(b []byte, ev *hub.Event, extended bool) []byte {
 	b = appendInt(append(b, `{"type":"login","status":"ok","id":`...), ev.Subject.ID)
 	b = appendString(append(b, `,"nickname":`...), ev.Subject.Nickname)
 	b = appendInt(append(b, `,"protocol":`...), ProtocolExtended)
+	b = appendString(append(b, `,"epoch":`...), ev.Epoch)
 	return append(b, "}\n"...)
 }
 

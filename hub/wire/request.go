@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"unicode/utf8"
+
+	"chatroom/hub"
 )
 
 // Request types a client can send. Only login and broadcast exist in the
@@ -21,6 +23,7 @@ const (
 	TypePrivate   = "private"
 	TypeNick      = "nick"
 	TypeTyping    = "typing"
+	TypeSearch    = "search"
 )
 
 // ProtocolExtended is the protocol number a client sends at login to receive
@@ -54,9 +57,20 @@ type Request struct {
 	ToID int64 `json:"to_id"`
 	// Before asks history for messages with a lower seq (0: the latest).
 	Before uint64 `json:"before"`
-	// Limit bounds a history reply.
+	// Limit bounds a history or search reply.
 	Limit int `json:"limit"`
+	// Epoch and After resume a room (the lobby, for a login): the
+	// history's epoch (from the login reply) and the last seq the client
+	// has there. Either one set asks to resume.
+	Epoch string `json:"epoch"`
+	After uint64 `json:"after"`
+	// Query is what a search looks for.
+	Query string `json:"query"`
 }
+
+// Position is where the request resumes from (the zero Position: a plain
+// join).
+func (r Request) Position() hub.Position { return hub.Position{Epoch: r.Epoch, Seq: r.After} }
 
 // DecodeRequest parses one frame. It refuses invalid UTF-8, anything but a
 // JSON object, and fields of the wrong type, with an error that says which.

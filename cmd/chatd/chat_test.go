@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +17,15 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	// A test that needs chatd as a process of its own (to kill -9 it)
+	// runs this test binary with the arguments in CHATD_MAIN_ARGS.
+	if args := os.Getenv("CHATD_MAIN_ARGS"); args != "" {
+		if err := run(strings.Fields(args), os.Stderr); err != nil {
+			fmt.Fprintln(os.Stderr, "chatd:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	goleak.VerifyTestMain(m)
 }
 

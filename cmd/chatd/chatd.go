@@ -22,6 +22,7 @@ import (
 	"chatroom/hub/admission"
 	"chatroom/hub/metrics"
 	"chatroom/hub/session"
+	"chatroom/hub/sqlite"
 	"chatroom/tcpfront"
 	"chatroom/webfront"
 )
@@ -50,8 +51,18 @@ type Config struct {
 	// MaxRoomsPerIP bounds the rooms one address may have created that
 	// still exist (0: hub.DefaultMaxRoomsPerPeer).
 	MaxRoomsPerIP int
-	// HistoryRetain is how many messages each room keeps for scrolling back
-	// (0: 1000).
+	// DataPath is the history database file. Empty: history in memory
+	// only (the chatd command's -data defaults to chatd.db; its ":memory:"
+	// is this).
+	DataPath string
+	// HistoryMaxAge deletes messages older than this from the database
+	// (0: kept until -history-retain pushes them out).
+	HistoryMaxAge time.Duration
+	// Sync is the database's synchronous setting, "normal" or "full" (see
+	// sqlite.Options.Sync).
+	Sync string
+	// HistoryRetain is how many messages each room keeps: in the database
+	// (0: 10000) or, without one, in memory (0: 1000).
 	HistoryRetain  int
 	AllowedOrigins []string
 	// MaxRequestBytes bounds one request on either front (0: 64 KiB).
@@ -95,6 +106,8 @@ type Main struct {
 	flusher       *session.Flusher
 	debug         *http.Server
 	debugLn       net.Listener
+	store         *sqlite.Store     // nil: history in memory
+	broker        *hub.MemoryBroker // journaled, with store
 	errc          chan error
 	ready         atomic.Bool
 }
@@ -128,10 +141,20 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	met := metrics.New(reg, func() int { return m.Hub.Len() })
-	m.Hub, err = hub.New(hub.Options{Logger: m.log, MaxMessageBytes: m.cfg.MaxMessageBytes, Observer: met,
+	hubOpts := hub.Options{Logger: m.log, MaxMessageBytes: m.cfg.MaxMessageBytes, Observer: met,
 		HistoryOnJoin: m.cfg.HistoryOnJoin, History: &hub.MemoryHistory{Retain: m.cfg.HistoryRetain},
-		MaxRooms: m.cfg.MaxRooms, MaxRoomsPerPeer: m.cfg.MaxRoomsPerIP})
-	if err != nil {
+		MaxRooms: m.cfg.MaxRooms, MaxRoomsPerPeer: m.cfg.MaxRoomsPerIP}
+	if m.cfg.DataPath != "" {
+		if err := m.openStore(ctx, &hubOpts); err != nil {
+			return err
+		}
+		defer func() {
+			if err != nil {
+				m.closeStore() // so that a retry can take its lock
+			}
+		}()
+	}
+	if m.Hub, err = hub.New(hubOpts); err != nil {
 		return err
 	}
 
@@ -159,7 +182,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	webOpts := webfront.Options{Logger: m.log, Session: sessionOpts,
 		Admission: admit, MaxRequestBytes: m.cfg.MaxRequestBytes,
 		AllowedOrigins: m.cfg.AllowedOrigins, PingInterval: m.cfg.PingInterval,
-		Ready: m.ready.Load}
+		Ready: m.isReady}
 	if m.cfg.PublicMetrics {
 		webOpts.Metrics = metricsHandler
 	}
@@ -199,6 +222,44 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	m.ready.Store(true)
 	return nil
+}
+
+// openStore opens the history database and makes the hub durable with it:
+// events are written before they are delivered (a journaled broker), the
+// history is the database's, and the rooms that have history exist again.
+func (m *Main) openStore(ctx context.Context, opts *hub.Options) error {
+	store, err := sqlite.Open(ctx, sqlite.Options{Path: m.cfg.DataPath, Retain: m.cfg.HistoryRetain,
+		MaxAge: m.cfg.HistoryMaxAge, Sync: m.cfg.Sync, MaxRooms: m.cfg.MaxRooms, Logger: m.log})
+	if err != nil {
+		return fmt.Errorf("history database: %w", err)
+	}
+	rooms, err := store.Rooms(ctx)
+	if err != nil {
+		_ = store.Close()
+		return fmt.Errorf("history database: %w", err)
+	}
+	m.store, m.broker = store, hub.NewJournaledBroker(store)
+	opts.Broker, opts.History, opts.Epoch, opts.Rooms = m.broker, store, store.Epoch(), rooms
+	m.log.Info("history database open", "path", m.cfg.DataPath, "rooms", len(rooms))
+	return nil
+}
+
+// closeStore stops the journaled broker (what was published is written and
+// delivered) and closes the database.
+func (m *Main) closeStore() {
+	if m.store == nil {
+		return
+	}
+	_ = m.broker.Close()
+	if err := m.store.Close(); err != nil {
+		m.log.Error("close history database", "err", err)
+	}
+	m.store = nil
+}
+
+// isReady is /readyz: serving, and able to save what is said.
+func (m *Main) isReady() bool {
+	return m.ready.Load() && (m.store == nil || m.store.Err() == nil)
 }
 
 // serveDebug serves the operator's endpoints on DebugAddr: Prometheus
@@ -276,5 +337,6 @@ func (m *Main) Close(ctx context.Context) error {
 		}
 	}
 	m.flusher.Close() // the fronts' sessions are over: none is left to flush
+	m.closeStore()
 	return errors.Join(errs...)
 }

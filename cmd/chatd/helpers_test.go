@@ -85,11 +85,17 @@ type client struct {
 
 func dialTCP(t *testing.T, m *Main, name string) *client {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", m.TCPAddr(), waitTime)
+	return tcpClient(t, dial(t, m.TCPAddr()), name)
+}
+
+// dial connects to a TCP address.
+func dial(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, waitTime)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return tcpClient(t, c, name)
+	return c
 }
 
 // tcpClient is a test client on connection c.

@@ -77,7 +77,10 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), stderr io
 	fs.IntVar(&cfg.MaxMessageBytes, "max-message", 0, "longest chat message in bytes (0: 4096)")
 	fs.Var(stringList{&cfg.AllowedOrigins}, "allow-origin", "extra `host` pattern whose pages may open a WebSocket, e.g. '*.example.com' (repeatable, comma-separated); same-host pages are always allowed")
 	fs.IntVar(&cfg.HistoryOnJoin, "history", 0, "recent messages a member gets on joining a room (0: 100; negative: none)")
-	fs.IntVar(&cfg.HistoryRetain, "history-retain", 0, "messages each room keeps in memory for scrolling back (0: 1000, and at most 1 MiB of memory per room, encodings included)")
+	fs.StringVar(&cfg.DataPath, "data", "chatd.db", "history database file (SQLite; created if missing); \":memory:\" keeps history in memory only, lost at exit")
+	fs.StringVar(&cfg.Sync, "sync", "normal", "database durability: \"normal\" (a saved message survives chatd being killed) or \"full\" (it survives power loss too; each save waits for the disk)")
+	fs.IntVar(&cfg.HistoryRetain, "history-retain", 0, "messages each room keeps: in the database (0: 10000) or, with -data :memory:, in memory (0: 1000, and at most 1 MiB of memory per room)")
+	fs.DurationVar(&cfg.HistoryMaxAge, "history-max-age", 0, "delete messages older than this from the database, e.g. 2160h for 90 days (0: kept until -history-retain pushes them out)")
 	fs.IntVar(&cfg.MaxRooms, "max-rooms", 0, "most rooms that exist; a room nobody is in makes way for a new one (0: 500)")
 	fs.IntVar(&cfg.MaxRoomsPerIP, "max-rooms-per-ip", 0, "most rooms one IP address may have created that still exist (0: 20)")
 	fs.IntVar(&cfg.MaxRequestBytes, "max-request", 0, "largest request in bytes, a TCP line or WebSocket message; larger closes the connection (0: 65536)")
@@ -129,6 +132,9 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), stderr io
 		return cfg, fmt.Errorf("-log-level: %w", err)
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lv}))
+	if cfg.DataPath == ":memory:" {
+		cfg.DataPath = "" // Config's way of saying "in memory"
+	}
 	return cfg, nil
 }
 

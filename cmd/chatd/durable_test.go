@@ -1,0 +1,267 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// startDurable runs a chatd keeping history in the database at path.
+func startDurable(t *testing.T, path string, mutate ...func(*Config)) *Main {
+	t.Helper()
+	return startServer(t, append([]func(*Config){func(c *Config) { c.DataPath = path }}, mutate...)...)
+}
+
+// closeNow stops m before the test ends (a restart); its cleanup then finds
+// it closed.
+func closeNow(t *testing.T, m *Main) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitTime)
+	defer cancel()
+	if err := m.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// position is where a client's view of a room ended.
+type position struct {
+	epoch string
+	seq   int64
+}
+
+// TestResumeAcrossRestart: history survives a restart, seq continues, and a
+// client that reconnects with its last seq gets exactly what it missed
+// (across the restart), then live events, with nothing twice.
+func TestResumeAcrossRestart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "chat.db")
+	m := startDurable(t, path)
+	talker, resumer := dialTCP(t, m, "talker"), dialTCP(t, m, "resumer")
+	talker.login("talker")
+	epoch := resumer.login("resumer").str("epoch")
+	if epoch == "" {
+		t.Fatal("login reply has no epoch")
+	}
+	talker.say("before 1")
+	talker.say("before 2")
+	last := resumer.awaitMessage("before 2").num("seq")
+	resumer.close()
+	talker.await("resumer's leave", func(x msg) bool { return x.str("type") == "leave" })
+	talker.say("missed 1")
+	talker.awaitMessage("missed 1")
+	closeNow(t, m)
+
+	m2 := startDurable(t, path)
+	talker = dialTCP(t, m2, "talker again")
+	talker.login("talker")
+	talker.say("missed 2")
+	talker.awaitMessage("missed 2")
+
+	back := dialTCP(t, m2, "resumer again")
+	back.send(fmt.Sprintf(`{"type":"login","nickname":"resumer","protocol":1,"epoch":%q,"after":%d}`, epoch, last))
+	if reply := back.awaitType("login"); reply.str("epoch") != epoch {
+		t.Fatalf("epoch %q after the restart, was %q", reply.str("epoch"), epoch)
+	}
+	joined := back.awaitType("joined")
+	if joined["resumed"] != true {
+		t.Fatalf("joined %v, want resumed", joined)
+	}
+	// Everything after `last`, in order: the resumer's own leave, the
+	// missed message, talker's leave (the restart), talker's join and the
+	// message after the restart.
+	var texts []string
+	want := last + 1
+	for _, h := range joined["history"].([]any) {
+		e := msg(h.(map[string]any))
+		if e.num("seq") != want {
+			t.Fatalf("resumed history has seq %d, want %d: %v", e.num("seq"), want, joined["history"])
+		}
+		want++
+		if e.str("type") == "message" {
+			texts = append(texts, e.str("message"))
+		}
+	}
+	if strings.Join(texts, ",") != "missed 1,missed 2" {
+		t.Fatalf("resumed messages %q, want [missed 1 missed 2]", texts)
+	}
+	talker.say("live")
+	if got := back.awaitMessage("live"); got.num("seq") != want+1 { // want: resumer's own join, not sent to it
+		t.Fatalf("live message seq %d, want %d", got.num("seq"), want+1)
+	}
+
+	// Another epoch (another database) cannot resume: the latest messages
+	// and a gap.
+	other := dialWS(t, m2, "stranger")
+	other.send(`{"type":"login","nickname":"stranger","protocol":1,"epoch":"0000","after":3}`)
+	if j := other.awaitType("joined"); j["gap"] != true || j["resumed"] == true {
+		t.Fatalf("resume from another epoch: %v, want a gap", j)
+	}
+}
+
+// TestSearchOverTheWire: search finds a room's messages, Chinese included,
+// only for its members, and FTS syntax in a query is just text.
+func TestSearchOverTheWire(t *testing.T) {
+	m := startDurable(t, filepath.Join(t.TempDir(), "chat.db"))
+	a, b := dialTCP(t, m, "a"), dialWS(t, m, "b")
+	a.login("a")
+	b.login("b")
+	a.say("用户 carol(4)加入聊天室")
+	a.say("deploy \"now\" AND NEAR(x)")
+	a.awaitMessage("deploy \"now\" AND NEAR(x)")
+	for q, want := range map[string]int{"聊天室": 1, "DEPLOY": 1, `"now" AND NEAR(`: 1, "absent": 0} {
+		b.request(`{"type":"search","room":"lobby","query":%q}`, q)
+		res := b.awaitType("search")
+		if got := len(res["messages"].([]any)); got != want {
+			t.Errorf("search %q: %d results, want %d", q, got, want)
+		}
+	}
+	b.request(`{"type":"search","room":"elsewhere","query":"x"}`)
+	b.awaitError("not in that room")
+	b.request(`{"type":"search","room":"lobby","query":"  "}`)
+	b.awaitError("invalid search")
+}
+
+// TestSecondChatdOnTheSameFileIsRefused: the lock, through Main.
+func TestSecondChatdOnTheSameFileIsRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "chat.db")
+	startDurable(t, path)
+	second := NewMain(Config{TCPAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", DataPath: path})
+	if err := second.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "in use by another chatd") {
+		t.Fatalf("second chatd on the same file: %v, want refused", err)
+	}
+}
+
+// chatdProcess runs chatd as a process of its own (this test binary; see
+// TestMain) and returns it with its TCP address.
+func chatdProcess(t *testing.T, args ...string) (*exec.Cmd, string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "CHATD_MAIN_ARGS="+strings.Join(append([]string{"-tcp", "127.0.0.1:0", "-http", "127.0.0.1:0"}, args...), " "))
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	addr := make(chan string, 1)
+	go func() {
+		re := regexp.MustCompile(`tcp=(127\.0\.0\.1:\d+)`)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			if m := re.FindStringSubmatch(sc.Text()); m != nil {
+				addr <- m[1]
+			}
+		}
+	}()
+	select {
+	case a := <-addr:
+		return cmd, a
+	case <-time.After(waitTime):
+		t.Fatal("chatd process did not start")
+		return nil, ""
+	}
+}
+
+// TestKill9KeepsEveryAcknowledgedMessage: chatd is killed (SIGKILL) while a
+// client sends as fast as it can; after a restart on the same file every
+// message whose echo (acknowledgement) came back is in history, once, in
+// order, and seq continues from there.
+func TestKill9KeepsEveryAcknowledgedMessage(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "chat.db")
+	proc, addr := chatdProcess(t, "-data", path, "-rate", "-1")
+	sender := tcpClient(t, dial(t, addr), "sender")
+	sender.login("sender")
+
+	type ack struct {
+		text string
+		seq  int64
+	}
+	var (
+		mu    sync.Mutex
+		acked []ack
+	)
+	done := make(chan struct{})
+	go func() { // the writer: as fast as the socket takes them
+		defer close(done)
+		for i := 0; ; i++ {
+			if err := sender.rawWrite([]byte(fmt.Sprintf(`{"type":"broadcast","message":"m%05d"}`+"\n", i))); err != nil {
+				return
+			}
+			if i >= 20000 {
+				return
+			}
+		}
+	}()
+	for {
+		x, _, err := sender.recv(time.Now().Add(waitTime))
+		if err != nil {
+			break // killed
+		}
+		if x.str("type") == "message" {
+			mu.Lock()
+			acked = append(acked, ack{x.str("message"), x.num("seq")})
+			n := len(acked)
+			mu.Unlock()
+			if n == 2000 {
+				_ = proc.Process.Signal(syscall.SIGKILL)
+			}
+		}
+	}
+	<-done
+	if len(acked) < 2000 {
+		t.Fatalf("only %d messages acknowledged before the kill", len(acked))
+	}
+
+	_, addr = chatdProcess(t, "-data", path)
+	reader := tcpClient(t, dial(t, addr), "reader")
+	reader.login("reader")
+	// Read the whole history back, page by page.
+	var stored []ack
+	before := int64(0)
+	for {
+		reader.request(`{"type":"history","room":"lobby","before":%d,"limit":200}`, before)
+		page := reader.awaitType("history")["messages"].([]any)
+		if len(page) == 0 {
+			break
+		}
+		var chunk []ack
+		for _, h := range page {
+			e := msg(h.(map[string]any))
+			chunk = append(chunk, ack{e.str("message"), e.num("seq")})
+		}
+		stored = append(chunk, stored...)
+		before = chunk[0].seq
+		if before <= 1 {
+			break
+		}
+	}
+	seen := map[string]int{}
+	for _, s := range stored {
+		seen[s.text]++
+	}
+	for i, a := range acked {
+		if seen[a.text] != 1 {
+			t.Fatalf("acknowledged message %d (%s, seq %d) is in history %d times", i, a.text, a.seq, seen[a.text])
+		}
+	}
+	for i := 1; i < len(stored); i++ {
+		if stored[i].seq <= stored[i-1].seq || stored[i].text <= stored[i-1].text {
+			t.Fatalf("history out of order at %d: %v then %v", i, stored[i-1], stored[i])
+		}
+	}
+	reader.say("after the restart")
+	if got := reader.awaitMessage("after the restart").num("seq"); got <= acked[len(acked)-1].seq {
+		t.Fatalf("seq %d after the restart, not above the last acknowledged %d", got, acked[len(acked)-1].seq)
+	}
+	t.Logf("%d messages acknowledged before SIGKILL, %d in history after the restart (unacknowledged ones may be there too)", len(acked), len(stored))
+}

@@ -23,6 +23,9 @@
   const baseTitle = document.title;
 
   let ws = null, nickname = "", selfId = 0, loggedIn = false, attempts = 0, retryTimer = null;
+  // The history's epoch from the last login: with a room's lastSeq it is
+  // where a reconnect resumes from (see README, "Resume").
+  let epoch = "";
   let hiddenUnread = 0, takenRetries = 0;
   // Conversations by key: "#room" for rooms, "@id" for private ones.
   const convs = new Map();
@@ -53,7 +56,7 @@
     setStatus("connecting…", true);
     const sock = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws");
     ws = sock;
-    sock.onopen = () => send({ type: "login", nickname, protocol: 1 });
+    sock.onopen = () => send({ type: "login", nickname, protocol: 1, ...resumeFrom("lobby") });
     sock.onmessage = (e) => {
       let obj;
       try { obj = JSON.parse(e.data); } catch { return; }
@@ -84,10 +87,21 @@
         const c = conv("#" + obj.room, { kind: "room", name: obj.room });
         c.members = new Map((obj.members || []).map((m) => [m.id, m.nickname]));
         c.joined = true;
-        c.lines = [];
-        c.oldest = 0;
-        for (const h of obj.history || []) addMessage(c, h, { history: true, quiet: true });
-        c.more = (obj.history || []).length > 0;
+        if (obj.resumed) {
+          // Exactly what was missed: keep what is shown, add the rest.
+          let missed = 0;
+          for (const h of obj.history || []) {
+            if (h.type === "message") { addMessage(c, h, { quiet: true }); missed++; } else roomEvent(c, h);
+          }
+          addLine(c, { cls: "system reconnected", text: `reconnected; ${missed} missed message${missed === 1 ? "" : "s"} loaded` });
+        } else {
+          c.lines = [];
+          c.oldest = 0;
+          c.lastSeq = 0;
+          for (const h of obj.history || []) addMessage(c, h, { history: true, quiet: true });
+          if (obj.gap) addLine(c, { cls: "system reconnected", text: "reconnected; some messages were missed: load earlier messages to see them" });
+        }
+        c.more = !!obj.more || (obj.history || []).length > 0;
         if (obj.room === "lobby") checkDMs(c.members);
         saveRooms();
         if (c.pendingSwitch || !convs.has(current)) switchTo(c.key);
@@ -115,7 +129,7 @@
         if (obj.type === "leave") c.members.delete(obj.member.id); else c.members.set(obj.member.id, obj.member.nickname);
         if (obj.type === "rename") renameDMs(obj.member);
         if (obj.type === "leave" && obj.room === "lobby") endDM(obj.member.id, `${obj.member.nickname} has left the chat: messages here can no longer reach them`);
-        addLine(c, { time: obj.time, cls: "system", text: obj.message });
+        roomEvent(c, obj);
         if (c.key === current) renderMembers();
         return;
       }
@@ -151,6 +165,20 @@
     }
   }
 
+  // roomEvent shows a join, leave or rename in room c, once.
+  function roomEvent(c, obj) {
+    if (obj.seq && obj.seq <= (c.lastSeq || 0)) return;
+    if (obj.seq) c.lastSeq = obj.seq;
+    addLine(c, { time: obj.time, cls: "system", text: obj.message });
+  }
+
+  // resumeFrom is what a login or join sends to resume room: the epoch and
+  // the last seq seen there, if the page has been in it under this epoch.
+  function resumeFrom(room) {
+    const c = convs.get("#" + room);
+    return epoch && c && c.lastSeq ? { epoch, after: c.lastSeq } : {};
+  }
+
   function onLogin(obj) {
     if (obj.status !== "ok") {
       if (el.chat.hidden && /taken/.test(obj.error) && nickname === localStorage.getItem("chat.nickname") && takenRetries++ < 3) {
@@ -174,6 +202,7 @@
     loggedIn = true;
     attempts = 0;
     selfId = obj.id;
+    epoch = obj.epoch || "";
     nickname = obj.nickname;
     localStorage.setItem("chat.nickname", nickname);
     el.me.textContent = nickname;
@@ -181,7 +210,7 @@
     el.chat.hidden = false;
     el.send.disabled = false;
     setStatus(`connected as ${nickname}`, false);
-    for (const name of savedRooms()) if (name !== "lobby") send({ type: "join", room: name });
+    for (const name of savedRooms()) if (name !== "lobby") send({ type: "join", room: name, ...resumeFrom(name) });
     el.text.focus();
   }
 
@@ -259,6 +288,10 @@
   }
 
   function addMessage(c, m, { history, quiet }) {
+    if (c.kind === "room" && m.seq) {
+      if (m.seq <= (c.lastSeq || 0) && !history) return; // already shown
+      c.lastSeq = Math.max(c.lastSeq || 0, m.seq);
+    }
     const line = messageLine(c, m, { history });
     if (m.seq && (!c.oldest || m.seq < c.oldest)) c.oldest = m.seq;
     addLine(c, line);

@@ -15,22 +15,29 @@ import (
 
 // serverMsg is any object the server sends a protocol-1 client.
 type serverMsg struct {
-	Type           string      `json:"type"`
-	Status         string      `json:"status"`
-	ID             int64       `json:"id"`
-	Nickname       string      `json:"nickname"`
-	Error          string      `json:"error"`
-	Request        string      `json:"request"`
-	Room           string      `json:"room"`
-	Time           string      `json:"time"`
-	SenderID       int64       `json:"sender_id"`
-	SenderNickname string      `json:"sender_nickname"`
-	ToNickname     string      `json:"to_nickname"`
-	Message        string      `json:"message"`
-	Members        []member    `json:"members"`
-	History        []serverMsg `json:"history"`
-	Messages       []serverMsg `json:"messages"`
-	Rooms          []roomInfo  `json:"rooms"`
+	Type           string   `json:"type"`
+	Status         string   `json:"status"`
+	ID             int64    `json:"id"`
+	Nickname       string   `json:"nickname"`
+	Error          string   `json:"error"`
+	Request        string   `json:"request"`
+	Room           string   `json:"room"`
+	Time           string   `json:"time"`
+	SenderID       int64    `json:"sender_id"`
+	SenderNickname string   `json:"sender_nickname"`
+	ToNickname     string   `json:"to_nickname"`
+	Message        string   `json:"message"`
+	Members        []member `json:"members"`
+	// History is joined's history (an array of messages), or, in one of
+	// those messages, the flag true: decoded by historyOf.
+	History  json.RawMessage `json:"history"`
+	Messages []serverMsg     `json:"messages"`
+	Rooms    []roomInfo      `json:"rooms"`
+	Seq      int64           `json:"seq"`
+	Epoch    string          `json:"epoch"`
+	Resumed  bool            `json:"resumed"`
+	Gap      bool            `json:"gap"`
+	Query    string          `json:"query"`
 }
 
 type roomInfo struct {
@@ -59,24 +66,96 @@ type app struct {
 	waitingRoom string   // the room of a join being waited for
 	unacked     int      // messages sent and not yet echoed or refused
 	failed      bool     // something was refused: script mode exits 1
+
+	// Resuming after a reconnect (see README, "Resume").
+	epoch    string           // the history's, from the login reply
+	lastSeq  map[string]int64 // the last seq shown, per room
+	pastIDs  map[int64]bool   // ids this session had on earlier connections
+	resuming bool             // reconnected: rejoin a.rooms once logged in
 }
 
-func newApp(cfg config, u ui) *app { return &app{cfg: cfg, ui: u} }
+func newApp(cfg config, u ui) *app {
+	return &app{cfg: cfg, ui: u, lastSeq: map[string]int64{}, pastIDs: map[int64]bool{}}
+}
 
-func (a *app) run(ctx context.Context) int {
+// connection is one connection to the server and its reader.
+type connection struct {
+	conn     net.Conn
+	incoming chan serverMsg
+	readErr  chan error
+	done     chan struct{}
+}
+
+func (a *app) dial(ctx context.Context) (*connection, error) {
 	d := net.Dialer{Timeout: a.cfg.dialTimeout}
 	conn, err := d.DialContext(ctx, "tcp", a.cfg.addr)
+	if err != nil {
+		return nil, err
+	}
+	c := &connection{conn: conn, incoming: make(chan serverMsg, 64), readErr: make(chan error, 1), done: make(chan struct{})}
+	go readServer(conn, c.incoming, c.readErr, c.done)
+	a.conn = conn
+	return c, nil
+}
+
+func (c *connection) close() {
+	close(c.done)
+	_ = c.conn.Close()
+}
+
+// reconnect dials again with backoff (0.5 s doubling to 8 s) for up to
+// cfg.reconnectFor, and logs in again under the same nickname, resuming
+// every room from the last seq shown there.
+func (a *app) reconnect(ctx context.Context, cause error) (*connection, bool) {
+	a.ui.Problem(fmt.Sprintf("connection lost (%v); reconnecting", cause))
+	if a.self != 0 {
+		a.pastIDs[a.self] = true
+	}
+	giveUp := time.Now().Add(a.cfg.reconnectFor)
+	for wait := 500 * time.Millisecond; time.Now().Before(giveUp); wait = min(2*wait, 8*time.Second) {
+		select {
+		case <-ctx.Done():
+			return nil, false
+		case <-time.After(wait):
+		}
+		c, err := a.dial(ctx)
+		if err != nil {
+			continue
+		}
+		a.self, a.resuming = 0, true
+		req := map[string]any{"type": "login", "nickname": a.nick, "protocol": 1}
+		if a.epoch != "" {
+			req["epoch"], req["after"] = a.epoch, a.lastSeq[a.lobby()]
+		}
+		if a.request(req) {
+			a.waiting = "login"
+			return c, true
+		}
+		c.close()
+	}
+	a.ui.Problem(fmt.Sprintf("could not reconnect within %s", a.cfg.reconnectFor))
+	return nil, false
+}
+
+// lobby is the room a login puts the member in: the first joined.
+func (a *app) lobby() string {
+	if len(a.rooms) > 0 {
+		return a.rooms[0]
+	}
+	return "lobby"
+}
+
+func (a *app) run(ctx context.Context) int {
+	c, err := a.dial(ctx)
 	if err != nil {
 		a.ui.Problem(fmt.Sprintf("cannot connect: %v", err))
 		return 1
 	}
-	a.conn = conn
-	defer conn.Close()
-	incoming := make(chan serverMsg, 64)
-	readErr := make(chan error, 1)
-	done := make(chan struct{})
-	defer close(done)
-	go readServer(conn, incoming, readErr, done)
+	defer func() {
+		if c != nil {
+			c.close()
+		}
+	}()
 
 	if a.ui.Interactive() {
 		a.ui.Show(fmt.Sprintf("connected to %s. Type 'login NAME' to join, /help for help.", a.cfg.addr))
@@ -107,14 +186,22 @@ func (a *app) run(ctx context.Context) int {
 			if quit := a.command(line); quit {
 				return a.exitCode()
 			}
-		case msg, ok := <-incoming:
+		case msg, ok := <-c.incoming:
 			if !ok {
-				err := <-readErr
+				err := <-c.readErr
 				if lines == nil && a.settled() {
 					return a.exitCode()
 				}
-				a.ui.Problem(fmt.Sprintf("connection closed: %v", err))
-				return 1
+				if a.nick == "" || a.cfg.reconnectFor <= 0 {
+					a.ui.Problem(fmt.Sprintf("connection closed: %v", err))
+					return 1
+				}
+				c.close()
+				var ok bool
+				if c, ok = a.reconnect(ctx, err); !ok {
+					return 1
+				}
+				continue
 			}
 			a.show(msg)
 			if lines == nil && a.settled() {
@@ -187,6 +274,13 @@ func (a *app) command(line string) bool {
 	case "/nick":
 		a.request(map[string]any{"type": "nick", "nickname": strings.TrimSpace(rest)})
 		return false
+	case "/search":
+		if strings.TrimSpace(rest) == "" {
+			a.ui.Problem("usage: /search TEXT")
+			return false
+		}
+		a.request(map[string]any{"type": "search", "room": a.room, "query": strings.TrimSpace(rest)})
+		return false
 	case "login":
 		if a.self != 0 {
 			a.ui.Problem("already logged in as " + a.nick)
@@ -217,6 +311,7 @@ func (a *app) help() {
 		"/who             list the current room's members",
 		"/msg NICK TEXT   private message",
 		"/nick NAME       change your nickname",
+		"/search TEXT     find messages of the current room containing TEXT",
 		"/quit            leave the chat",
 	} {
 		a.ui.Show(l)
@@ -302,15 +397,49 @@ func (a *app) show(m serverMsg) {
 			a.failed = true
 			return
 		}
-		a.self, a.nick = m.ID, m.Nickname
+		if m.Epoch != a.epoch && a.epoch != "" {
+			clear(a.lastSeq) // another history: nothing shown so far continues in it
+		}
+		a.self, a.nick, a.epoch = m.ID, m.Nickname, m.Epoch
 		a.ui.Show(printable(fmt.Sprintf("* logged in as %s (id %d)", m.Nickname, m.ID)))
+		if a.resuming {
+			a.resuming = false
+			for _, room := range a.rooms[min(1, len(a.rooms)):] { // the lobby comes with the login
+				a.request(map[string]any{"type": "join", "room": room, "epoch": a.epoch, "after": a.lastSeq[room]})
+			}
+		}
 	case "joined":
 		if a.waiting == "join" && a.waitingRoom == m.Room {
 			a.waiting = ""
 		}
-		a.rooms = append(a.rooms, m.Room)
-		for _, h := range m.History {
+		rejoined := slices.Contains(a.rooms, m.Room)
+		if !rejoined {
+			a.rooms = append(a.rooms, m.Room)
+		}
+		missed := 0
+		for _, h := range historyOf(m) {
+			if m.Resumed {
+				if h.Type == "message" {
+					missed++
+					if a.pastIDs[h.SenderID] {
+						a.unacked-- // saved before the connection was lost: acknowledged now
+					}
+				}
+				h.Room = m.Room
+				a.showRoomEvent(h)
+				continue
+			}
 			a.ui.Show(printable(fmt.Sprintf("%s%s %s: %s", a.where(m.Room), clock(h.Time), h.SenderNickname, h.Message)))
+			a.lastSeq[m.Room] = max(a.lastSeq[m.Room], h.Seq)
+		}
+		switch {
+		case m.Resumed:
+			a.ui.Show(fmt.Sprintf("* reconnected to #%s; %d missed messages", m.Room, missed))
+		case m.Gap:
+			a.ui.Show(fmt.Sprintf("* reconnected to #%s; some messages were missed, the latest are above", m.Room))
+		}
+		if rejoined {
+			return
 		}
 		a.ui.Show(printable(fmt.Sprintf("* in #%s with %s", m.Room, names(m.Members))))
 		if a.room == "" { // the lobby, at login
@@ -321,15 +450,22 @@ func (a *app) show(m serverMsg) {
 		a.switchTo(m.Room)
 	case "left":
 		a.rooms = slices.DeleteFunc(a.rooms, func(r string) bool { return r == m.Room })
+		delete(a.lastSeq, m.Room)
 		a.ui.Show("* left #" + m.Room)
 		if a.room == m.Room && len(a.rooms) > 0 {
 			a.switchTo(a.rooms[0])
 		}
-	case "message":
-		if m.SenderID == a.self {
+	case "message", "join", "leave", "rename":
+		if m.Type == "message" && m.SenderID == a.self {
 			a.unacked--
 		}
-		a.ui.Show(printable(fmt.Sprintf("%s%s %s: %s", a.where(m.Room), clock(m.Time), m.SenderNickname, m.Message)))
+		a.showRoomEvent(m)
+	case "search":
+		a.ui.Show(printable(fmt.Sprintf("* %d found in #%s for %q", len(m.Messages), m.Room, m.Query)))
+		for i := len(m.Messages) - 1; i >= 0; i-- { // newest first from the server: print oldest first
+			h := m.Messages[i]
+			a.ui.Show(printable(fmt.Sprintf("  %s %s: %s", clock(h.Time), h.SenderNickname, h.Message)))
+		}
 	case "private":
 		if m.SenderID == a.self {
 			a.unacked--
@@ -337,8 +473,8 @@ func (a *app) show(m serverMsg) {
 			return
 		}
 		a.ui.Show(printable(fmt.Sprintf("%s [private] %s: %s", clock(m.Time), m.SenderNickname, m.Message)))
-	case "join", "leave", "notice", "rename":
-		a.ui.Show(printable(fmt.Sprintf("%s%s * %s", a.where(m.Room), clock(m.Time), m.Message)))
+	case "notice":
+		a.ui.Show(printable(fmt.Sprintf("%s * %s", clock(m.Time), m.Message)))
 	case "nick":
 		a.nick = m.Nickname
 		a.ui.Show(printable("* you are now " + m.Nickname))
@@ -374,6 +510,29 @@ func (a *app) show(m serverMsg) {
 	}
 }
 
+// showRoomEvent prints a message, join, leave or rename of a room, unless
+// it was shown already (a resume overlapping what came live).
+func (a *app) showRoomEvent(m serverMsg) {
+	if m.Seq != 0 {
+		if m.Seq <= a.lastSeq[m.Room] {
+			return
+		}
+		a.lastSeq[m.Room] = m.Seq
+	}
+	if m.Type == "message" {
+		a.ui.Show(printable(fmt.Sprintf("%s%s %s: %s", a.where(m.Room), clock(m.Time), m.SenderNickname, m.Message)))
+		return
+	}
+	a.ui.Show(printable(fmt.Sprintf("%s%s * %s", a.where(m.Room), clock(m.Time), m.Message)))
+}
+
+// historyOf decodes joined's history.
+func historyOf(m serverMsg) []serverMsg {
+	var out []serverMsg
+	_ = json.Unmarshal(m.History, &out) // absent or not an array: none
+	return out
+}
+
 func names(ms []member) string {
 	out := make([]string, len(ms))
 	for i, m := range ms {
@@ -399,11 +558,15 @@ func readServer(conn net.Conn, out chan<- serverMsg, errc chan<- error, done <-c
 	for {
 		var m serverMsg
 		if err := dec.Decode(&m); err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				err = nil
+			// A field of a shape this client does not know is skipped and
+			// the rest decoded; anything else ends the connection.
+			if typeErr := (*json.UnmarshalTypeError)(nil); !errors.As(err, &typeErr) {
+				if errors.Is(err, net.ErrClosed) {
+					err = nil
+				}
+				errc <- err
+				return
 			}
-			errc <- err
-			return
 		}
 		select {
 		case out <- m:

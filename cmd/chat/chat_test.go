@@ -7,13 +7,16 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
 	"chatroom/hub"
+	"chatroom/hub/sqlite"
 	"chatroom/tcpfront"
 )
 
@@ -213,5 +216,126 @@ func TestScriptRoomsAndPrivateMessages(t *testing.T) {
 	}
 	if got["in go"] != "message go" || got["psst"] != "private " || got["in lobby"] != "message lobby" {
 		t.Fatalf("bob got %v", got)
+	}
+}
+
+// durableServer runs a hub that keeps history in the database at path,
+// with a TCP front on addr ("127.0.0.1:0" for any port); stop ends it.
+func durableServer(t *testing.T, path, addr string) (bound string, stop func()) {
+	t.Helper()
+	store, err := sqlite.Open(context.Background(), sqlite.Options{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rooms, _ := store.Rooms(context.Background())
+	broker := hub.NewJournaledBroker(store)
+	h, err := hub.New(hub.Options{Broker: broker, History: store, Epoch: store.Epoch(), Rooms: rooms})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := tcpfront.New(h, tcpfront.Options{})
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), waitTime)
+			defer cancel()
+			if err := srv.Shutdown(ctx); err != nil {
+				t.Error(err)
+			}
+			<-served
+			broker.Close()
+			store.Close()
+		})
+	}
+	t.Cleanup(stop)
+	return ln.Addr().String(), stop
+}
+
+// syncBuffer is an output that a test can read while chat writes it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// awaitOutput waits until out contains want.
+func awaitOutput(t *testing.T, out *syncBuffer, want string) {
+	t.Helper()
+	deadline := time.Now().Add(waitTime)
+	for !strings.Contains(out.String(), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("output lacks %q:\n%s", want, out.String())
+		}
+		time.Sleep(5 * time.Millisecond) // polling output that has no event to wait on
+	}
+}
+
+// TestReconnectResumesAcrossRestart: the server restarts while chat is in a
+// room and someone keeps talking; chat reconnects by itself and shows every
+// message once, in order, including those said while it was away.
+func TestReconnectResumesAcrossRestart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "chat.db")
+	addr, stop := durableServer(t, path, "127.0.0.1:0")
+	talker := dialPeer(t, addr, "talker")
+
+	inR, inW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inR.Close()
+	var out, errOut syncBuffer
+	exited := make(chan int, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*waitTime)
+		defer cancel()
+		exited <- run(ctx, []string{"-addr", addr, "-nick", "viewer"}, inR, &out, &errOut)
+	}()
+	awaitOutput(t, &out, "logged in as viewer")
+	talker.write(map[string]any{"type": "broadcast", "message": "one"})
+	talker.write(map[string]any{"type": "broadcast", "message": "two"})
+	awaitOutput(t, &out, "talker: two")
+
+	stop()
+	_, _ = durableServer(t, path, addr) // the same address, as after a restart
+	talker = dialPeer(t, addr, "talker")
+	talker.write(map[string]any{"type": "broadcast", "message": "three"})
+	talker.write(map[string]any{"type": "broadcast", "message": "four"})
+	talker.awaitMessage("four")
+	awaitOutput(t, &out, "reconnected to #lobby")
+	talker.write(map[string]any{"type": "broadcast", "message": "five"})
+	awaitOutput(t, &out, "talker: five")
+	inW.Close()
+	if code := <-exited; code != 0 {
+		t.Fatalf("chat exited %d: %s", code, errOut.String())
+	}
+
+	var said []string
+	for _, line := range strings.Split(out.String(), "\n") {
+		if _, text, ok := strings.Cut(line, " talker: "); ok {
+			said = append(said, text)
+		}
+	}
+	if strings.Join(said, ",") != "one,two,three,four,five" {
+		t.Fatalf("chat showed %q, want each of one..five once, in order:\n%s", said, out.String())
+	}
+	if !strings.Contains(errOut.String(), "reconnecting") {
+		t.Errorf("stderr does not say it reconnected: %q", errOut.String())
 	}
 }

@@ -16,7 +16,12 @@
     memberList: $("member-list"), memberCount: $("member-count"), typing: $("typing"),
     composer: $("composer"), text: $("text"), send: $("send"),
     sidebar: $("sidebar"), sidebarToggle: $("sidebar-toggle"), membersToggle: $("members-toggle"),
+    search: $("search"), searchText: $("search-text"), results: $("results"), resultsTitle: $("results-title"),
+    resultsList: $("results-list"), resultsClose: $("results-close"),
   };
+  // A search result being shown in context: its room and seq, set while
+  // the history page around it is on its way.
+  let context = null;
 
   const MAX_BACKOFF_MS = 30000;
   const TYPING_EVERY_MS = 3000, TYPING_SHOWN_MS = 5000;
@@ -139,7 +144,9 @@
         localStorage.setItem("chat.nickname", nickname);
         el.me.textContent = nickname;
         return;
+      case "search": return showResults(obj);
       case "history": {
+        if (context && context.room === obj.room && context.before === obj.before) return showContext(obj);
         const c = convs.get("#" + obj.room);
         if (!c) return;
         const older = obj.messages || [];
@@ -370,6 +377,7 @@
     const c = convs.get(current);
     el.title.textContent = !c ? "" : c.kind === "room" ? "#" + c.name : `${c.name} (private)`;
     el.leave.hidden = !c || c.kind !== "room";
+    el.search.hidden = !c || c.kind !== "room";
   }
 
   function renderMessages() {
@@ -435,6 +443,51 @@
     el.status.textContent = text;
     el.status.classList.toggle("down", down);
   }
+
+  // ---- search ----
+
+  // showResults lists a search's results (newest first); a click shows the
+  // message in context: the history around it.
+  function showResults(obj) {
+    const hits = obj.messages || [];
+    el.resultsTitle.textContent = `${hits.length} result${hits.length === 1 ? "" : "s"} for “${obj.query}” in #${obj.room}`;
+    el.resultsList.replaceChildren(...hits.map((m) => {
+      const li = renderLine(messageLine({}, m, {}));
+      li.classList.add("hit");
+      li.title = "show in context";
+      li.addEventListener("click", () => {
+        context = { room: obj.room, seq: m.seq, before: m.seq + 26, query: obj.query };
+        send({ type: "history", room: obj.room, before: context.before, limit: 51 });
+      });
+      return li;
+    }));
+    el.results.hidden = false;
+  }
+
+  // showContext shows the history page around a search result, the result
+  // marked, in place of the results.
+  function showContext(obj) {
+    const { seq, query, room } = context;
+    context = null;
+    el.resultsTitle.textContent = `#${room} around the result for “${query}”`;
+    el.resultsList.replaceChildren(...(obj.messages || []).map((m) => {
+      const li = renderLine(messageLine({}, m, {}));
+      if (m.seq === seq) li.classList.add("target");
+      return li;
+    }));
+    el.results.hidden = false;
+    const target = el.resultsList.querySelector(".target");
+    if (target) target.scrollIntoView({ block: "center" });
+  }
+
+  el.search.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const c = convs.get(current);
+    const query = el.searchText.value.trim();
+    if (!query || !c || c.kind !== "room") return;
+    send({ type: "search", room: c.name, query, limit: 50 });
+  });
+  el.resultsClose.addEventListener("click", () => { el.results.hidden = true; });
 
   // ---- user actions ----
 

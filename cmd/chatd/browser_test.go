@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -345,4 +346,51 @@ func TestBrowserPrivateConversationFollowsTheMember(t *testing.T) {
 			t.Fatalf("the new bob got the old conversation's message: %v", x)
 		}
 	}
+}
+
+// TestBrowserResumesAcrossRestartAndSearches: chatd (durable) restarts while
+// a browser is in the lobby and someone keeps talking; the page reconnects
+// by itself, says how many messages it missed, and shows every message
+// once, in order. Then a search finds one and shows it in context.
+func TestBrowserResumesAcrossRestartAndSearches(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "chat.db")
+	first := NewMain(Config{TCPAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", DataPath: path})
+	if err := first.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	httpAddr := first.HTTPAddr()
+	page := tab{t, newBrowser(t)}
+	page.do("desktop size", chromedp.EmulateViewport(1100, 700))
+	page.login(httpAddr, "phoenix")
+	term := dialTCP(t, first, "term")
+	term.login("term")
+	term.say("m1")
+	term.say("m2")
+	page.waitFor("m2", messageXPath("m2"))
+	closeNow(t, first)
+
+	second := startServer(t, func(c *Config) { c.HTTPAddr, c.DataPath = httpAddr, path })
+	term = dialTCP(t, second, "term again")
+	term.login("term")
+	term.say("m3")
+	term.say("m4")
+	term.awaitMessage("m4")
+	page.waitFor("the reconnection note", `//li[contains(@class,"reconnected")]/span[contains(text(), "missed message")]`)
+	term.say("m5")
+	page.waitFor("m5", messageXPath("m5"))
+	shown, err := chromedp.Run(page.ctx, chromedp.Evaluate[[]string](
+		`[...document.querySelectorAll("#messages li .text")].map((e) => e.textContent).filter((t) => /^m\d$/.test(t))`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(shown, ",") != "m1,m2,m3,m4,m5" {
+		t.Fatalf("the page shows %q, want each of m1..m5 once, in order", shown)
+	}
+
+	// Search, and the result in context.
+	page.do("search", chromedp.SendKeys(chromedp.ID("search-text"), "m3\n"))
+	page.waitFor("one result", `//ol[@id="results-list" and count(li)=1]/li[contains(@class,"hit")]/span[text()="m3"]`)
+	page.do("open it in context", chromedp.Click(chromedp.Search(`//ol[@id="results-list"]/li[contains(@class,"hit")]`)))
+	page.waitFor("the result marked in its context", `//ol[@id="results-list"]/li[contains(@class,"target")]/span[text()="m3"]`)
+	page.waitFor("and what came before it", `//ol[@id="results-list"]/li/span[text()="m2"]`)
 }

@@ -23,9 +23,16 @@ type Journal interface {
 // ErrBrokerClosed is returned by Publish once the broker is closed.
 var ErrBrokerClosed = errors.New("broker: closed")
 
-// ErrNotSaved wraps a Journal's failure to write: the event was not
-// delivered, and its seq will be given to the next one.
-var ErrNotSaved = errors.New("could not save the message")
+// ErrNotSaved is what Publish returns (wrapping the Journal's error, which
+// goes to the log, not to clients) when an event could not be written: it
+// was not delivered, and its seq goes to the next one.
+var ErrNotSaved = errors.New("could not save the message: try again later")
+
+// notSaved is ErrNotSaved with the journal's error behind it.
+type notSaved struct{ cause error }
+
+func (e notSaved) Error() string   { return ErrNotSaved.Error() }
+func (e notSaved) Unwrap() []error { return []error{ErrNotSaved, e.cause} }
 
 // pending is an event on its way through a journaled broker.
 type pending struct {
@@ -88,7 +95,7 @@ func (b *MemoryBroker) sequenceJournaledLocked(ev *Event) error {
 	if !ok {
 		var err error
 		if last, err = b.journal.LastSeq(ev.Room); err != nil {
-			return fmt.Errorf("%w: %w", ErrNotSaved, err)
+			return notSaved{err}
 		}
 		b.committed[ev.Room] = last
 	}
@@ -121,7 +128,7 @@ func (b *MemoryBroker) writeLoop() {
 		}
 		if len(events) > 0 {
 			if err := b.journal.Write(events); err != nil {
-				b.refuse(batch, fmt.Errorf("%w: %w", ErrNotSaved, err))
+				b.refuse(batch, notSaved{err})
 				continue
 			}
 			b.seqMu.Lock()

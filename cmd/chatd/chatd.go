@@ -58,6 +58,9 @@ type Config struct {
 	// HistoryMaxAge deletes messages older than this from the database
 	// (0: kept until -history-retain pushes them out).
 	HistoryMaxAge time.Duration
+	// DataMaxPages caps the database's size in 4 KiB pages, as a full disk
+	// would (tests). 0: no cap.
+	DataMaxPages int
 	// Sync is the database's synchronous setting, "normal" or "full" (see
 	// sqlite.Options.Sync).
 	Sync string
@@ -229,7 +232,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 // history is the database's, and the rooms that have history exist again.
 func (m *Main) openStore(ctx context.Context, opts *hub.Options) error {
 	store, err := sqlite.Open(ctx, sqlite.Options{Path: m.cfg.DataPath, Retain: m.cfg.HistoryRetain,
-		MaxAge: m.cfg.HistoryMaxAge, Sync: m.cfg.Sync, MaxRooms: m.cfg.MaxRooms, Logger: m.log})
+		MaxAge: m.cfg.HistoryMaxAge, Sync: m.cfg.Sync, MaxRooms: m.cfg.MaxRooms, MaxPageCount: m.cfg.DataMaxPages, Logger: m.log})
 	if err != nil {
 		return fmt.Errorf("history database: %w", err)
 	}

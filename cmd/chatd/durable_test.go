@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"log/slog"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -57,6 +59,10 @@ func TestResumeAcrossRestart(t *testing.T) {
 	talker.await("resumer's leave", func(x msg) bool { return x.str("type") == "leave" })
 	talker.say("missed 1")
 	talker.awaitMessage("missed 1")
+	talker.request(`{"type":"join","room":"go"}`)
+	talker.awaitType("joined")
+	talker.request(`{"type":"broadcast","room":"go","message":"in go"}`)
+	talker.awaitMessage("in go")
 	closeNow(t, m)
 
 	m2 := startDurable(t, path)
@@ -95,6 +101,15 @@ func TestResumeAcrossRestart(t *testing.T) {
 	talker.say("live")
 	if got := back.awaitMessage("live"); got.num("seq") != want+1 { // want: resumer's own join, not sent to it
 		t.Fatalf("live message seq %d, want %d", got.num("seq"), want+1)
+	}
+	// The rooms survive the restart, with their history.
+	back.request(`{"type":"rooms"}`)
+	if rooms := back.awaitType("rooms")["rooms"].([]any); len(rooms) != 2 || msg(rooms[0].(map[string]any)).str("room") != "go" {
+		t.Fatalf("rooms after the restart: %v, want go and lobby", rooms)
+	}
+	back.request(`{"type":"join","room":"go"}`)
+	if h := back.awaitType("joined")["history"].([]any); len(h) != 1 || msg(h[0].(map[string]any)).str("message") != "in go" {
+		t.Fatalf("#go's history after the restart: %v", h)
 	}
 
 	// Another epoch (another database) cannot resume: the latest messages
@@ -264,4 +279,61 @@ func TestKill9KeepsEveryAcknowledgedMessage(t *testing.T) {
 		t.Fatalf("seq %d after the restart, not above the last acknowledged %d", got, acked[len(acked)-1].seq)
 	}
 	t.Logf("%d messages acknowledged before SIGKILL, %d in history after the restart (unacknowledged ones may be there too)", len(acked), len(stored))
+}
+
+// TestFullDiskRefusesSendsKeepsTheRest: when the database cannot grow (a
+// full disk), a send is refused with a clear error and delivered to nobody,
+// /readyz says not ready, and everything else carries on: connections stay,
+// private messages flow, and what was acknowledged before is still there.
+func TestFullDiskRefusesSendsKeepsTheRest(t *testing.T) {
+	r := newRoom(t, func(c *Config) {
+		c.DataPath = filepath.Join(t.TempDir(), "chat.db")
+		c.DataMaxPages = 60
+		c.Session.RequestRate = -1
+		c.Logger = slog.New(slog.DiscardHandler) // the errors are expected
+	})
+	readyz := func() int {
+		resp, err := http.Get("http://" + r.m.HTTPAddr() + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := readyz(); code != http.StatusOK {
+		t.Fatalf("readyz %d before", code)
+	}
+	r.sender.awaitMessage("before") // its own echo from newRoom
+	big := strings.Repeat("z", 4000)
+	var acked []string
+	for i := 0; ; i++ {
+		if i == 500 {
+			t.Fatal("500 big messages saved: the cap did not hold")
+		}
+		text := fmt.Sprintf("%d %s", i, big)
+		r.sender.say(text)
+		reply := r.sender.await("echo or error", func(m msg) bool { return m.str("type") == "message" || m.str("type") == "error" })
+		if reply.str("type") == "error" {
+			if reply.str("error") != "could not save the message: try again later" {
+				t.Fatalf("refusal %q", reply.str("error"))
+			}
+			break
+		}
+		acked = append(acked, text)
+	}
+	if code := readyz(); code != http.StatusServiceUnavailable {
+		t.Fatalf("readyz %d while the database is full, want 503", code)
+	}
+	// The witness got exactly what was acknowledged, then nothing.
+	for _, text := range acked {
+		r.witness.awaitMessage(text)
+	}
+	r.sender.request(`{"type":"private","to":"witness","message":"still here"}`)
+	if got := r.witness.awaitType("private"); got.str("message") != "still here" {
+		t.Fatalf("witness got %v", got)
+	}
+	r.witness.request(`{"type":"history","room":"lobby","limit":200}`)
+	if got := len(r.witness.awaitType("history")["messages"].([]any)); got < len(acked) {
+		t.Fatalf("history has %d messages, %d were acknowledged", got, len(acked))
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -15,7 +16,9 @@ type Broker interface {
 	// Subscribe registers the function that receives every event, one at a
 	// time, in the broker's order. It is called once, before any Publish.
 	Subscribe(deliver func(*Event)) error
-	// Publish stamps the event's Seq and Time and has it delivered.
+	// Publish stamps the event's Seq and Time and has it delivered: before
+	// it returns (MemoryBroker), or after (once written, for a journaled
+	// one, or once back from the network).
 	Publish(ctx context.Context, ev *Event) error
 }
 
@@ -40,11 +43,13 @@ type MemoryBroker struct {
 	// With a journal (NewJournaledBroker), events go through a writer and
 	// a deliverer goroutine; these are theirs, guarded by mu.
 	journal   Journal
-	queue     []*pending
+	queue     []*Event
 	wake      *sync.Cond // signals the writer: queue is not empty, or closed
+	space     *sync.Cond // signals publishers: the queue has room, or closed
 	closed    bool
-	toDeliver chan []*pending
+	toDeliver chan []*Event
 	workers   sync.WaitGroup
+	panics    atomic.Int64 // deliveries that panicked (a bug in the fan-out)
 }
 
 // Subscribe implements Broker.

@@ -35,6 +35,9 @@ const (
 	// KindTyping says From is typing in Room. Ephemeral: not sequenced, not
 	// kept in history.
 	KindTyping
+	// KindRefused is delivered only to From: its message (Room, Text) could
+	// not be saved, and so was delivered to nobody; Reason says why.
+	KindRefused
 )
 
 // String returns the kind's name as used in logs.
@@ -60,6 +63,8 @@ func (k Kind) String() string {
 		return "private"
 	case KindTyping:
 		return "typing"
+	case KindRefused:
+		return "refused"
 	}
 	return "unknown"
 }

@@ -282,6 +282,11 @@ func (h *Hub) deliver(ev *Event) (n int) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	switch {
+	case ev.Kind == KindRefused:
+		if m := h.byID[ev.From.ID]; m != nil {
+			m.sub.Deliver(ev)
+			n = 1
+		}
 	case ev.Kind == KindPrivate:
 		for _, id := range []int64{ev.From.ID, ev.To.ID} {
 			if m := h.byID[id]; m != nil && (n == 0 || ev.To.ID != ev.From.ID) {

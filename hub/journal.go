@@ -23,9 +23,10 @@ type Journal interface {
 // ErrBrokerClosed is returned by Publish once the broker is closed.
 var ErrBrokerClosed = errors.New("broker: closed")
 
-// ErrNotSaved is what Publish returns (wrapping the Journal's error, which
-// goes to the log, not to clients) when an event could not be written: it
-// was not delivered, and its seq goes to the next one.
+// ErrNotSaved is the reason a message could not be written (the Journal's
+// own error goes to its log, not to clients): it was not delivered, and
+// its seq goes to the next one. Its sender is told with a KindRefused
+// event.
 var ErrNotSaved = errors.New("could not save the message: try again later")
 
 // notSaved is ErrNotSaved with the journal's error behind it.
@@ -34,17 +35,18 @@ type notSaved struct{ cause error }
 func (e notSaved) Error() string   { return ErrNotSaved.Error() }
 func (e notSaved) Unwrap() []error { return []error{ErrNotSaved, e.cause} }
 
-// pending is an event on its way through a journaled broker.
-type pending struct {
-	ev   *Event
-	err  error
-	done chan error // receives err once the event is delivered or refused
-}
+// maxQueued bounds the events a journaled broker holds between Publish and
+// their write: past it, publishers wait (their connections' readers stop
+// reading, which slows their clients down), so a flood costs no memory.
+const maxQueued = 16384
 
 // NewJournaledBroker returns a MemoryBroker that writes every sequenced
-// event to j before delivering it. Publish returns once the event is
-// delivered (or refused: the error wraps ErrNotSaved). Events flow through
-// two goroutines, so that writing one batch overlaps delivering the last:
+// event to j before delivering it. Publish returns once the event has its
+// place in the order (and a seq); it is delivered after it is written. A
+// message that cannot be written is not delivered: its sender gets a
+// KindRefused event in its place, and its seq goes to the next one. Events
+// flow through two goroutines, so that writing one batch overlaps
+// delivering the last:
 //
 //   - the writer takes everything published since its last write, writes
 //     the sequenced events in one Write (group commit), and hands the
@@ -56,31 +58,32 @@ type pending struct {
 // Close stops both, after what was published has been written and
 // delivered.
 func NewJournaledBroker(j Journal) *MemoryBroker {
-	b := &MemoryBroker{journal: j, committed: make(map[string]uint64), toDeliver: make(chan []*pending, 64)}
+	b := &MemoryBroker{journal: j, committed: make(map[string]uint64), toDeliver: make(chan []*Event, 64)}
 	b.wake = sync.NewCond(&b.mu)
+	b.space = sync.NewCond(&b.mu)
 	b.workers.Go(b.writeLoop)
 	b.workers.Go(b.deliverLoop)
 	return b
 }
 
 // publishJournaled sequences ev and queues it for the writer; b.mu is held
-// and is released here. It waits for the event's fate.
+// and is released here.
 func (b *MemoryBroker) publishJournaled(ev *Event) error {
+	defer b.mu.Unlock()
+	for len(b.queue) >= maxQueued && !b.closed {
+		b.space.Wait()
+	}
 	if b.closed {
-		b.mu.Unlock()
 		return ErrBrokerClosed
 	}
 	if Sequenced(ev.Kind) {
 		if err := b.sequenceJournaledLocked(ev); err != nil {
-			b.mu.Unlock()
 			return err
 		}
 	}
-	p := &pending{ev: ev, done: make(chan error, 1)}
-	b.queue = append(b.queue, p)
+	b.queue = append(b.queue, ev)
 	b.wake.Signal()
-	b.mu.Unlock()
-	return <-p.done
+	return nil
 }
 
 // sequenceJournaledLocked gives ev the room's next seq, reading where the
@@ -118,17 +121,18 @@ func (b *MemoryBroker) writeLoop() {
 		}
 		batch := b.queue
 		b.queue = nil
+		b.space.Broadcast()
 		b.mu.Unlock()
 
 		events = events[:0]
-		for _, p := range batch {
-			if Sequenced(p.ev.Kind) {
-				events = append(events, p.ev)
+		for _, ev := range batch {
+			if Sequenced(ev.Kind) {
+				events = append(events, ev)
 			}
 		}
 		if len(events) > 0 {
 			if err := b.journal.Write(events); err != nil {
-				b.refuse(batch, notSaved{err})
+				b.toDeliver <- b.refuse(batch, notSaved{err})
 				continue
 			}
 			b.seqMu.Lock()
@@ -142,56 +146,52 @@ func (b *MemoryBroker) writeLoop() {
 	}
 }
 
-// refuse fails a batch whose write failed, and every sequenced event
-// queued since (their seqs follow the lost ones), winding each room's
-// counter back to what was written. Events outside any room's order in
-// the batch are still delivered: they needed no writing.
-func (b *MemoryBroker) refuse(batch []*pending, err error) {
+// refuse handles a batch whose write failed, and every sequenced event
+// queued since (their seqs follow the lost ones): each room's counter goes
+// back to what was written, and each lost message becomes a KindRefused
+// event for its sender (announcements, from System, are only lost). What
+// needed no writing (private messages, typing) is delivered all the same.
+// It returns what to deliver in the batch's place.
+func (b *MemoryBroker) refuse(batch []*Event, err error) []*Event {
 	b.mu.Lock()
 	later := b.queue
 	b.queue = nil
+	b.space.Broadcast()
 	b.seqMu.Lock()
 	for room, seq := range b.committed {
 		b.seq[room] = seq
 	}
 	b.seqMu.Unlock()
-	for _, p := range later {
-		if Sequenced(p.ev.Kind) {
-			p.done <- err
-		} else {
-			b.queue = append(b.queue, p) // nothing to rewind: deliver in turn
-		}
-	}
 	b.mu.Unlock()
-	for _, p := range batch {
-		if Sequenced(p.ev.Kind) {
-			p.err = err // refused by the deliverer, in turn
+	out := make([]*Event, 0, len(batch)+len(later))
+	for _, ev := range append(batch, later...) {
+		switch {
+		case !Sequenced(ev.Kind):
+			out = append(out, ev)
+		case ev.Kind == KindMessage:
+			out = append(out, &Event{Kind: KindRefused, Room: ev.Room, Time: ev.Time, From: ev.From, Text: ev.Text, Reason: err.Error()})
 		}
 	}
-	b.toDeliver <- batch
+	return out
 }
 
 func (b *MemoryBroker) deliverLoop() {
 	for batch := range b.toDeliver {
-		for _, p := range batch {
-			if p.err == nil {
-				p.err = b.deliverSafely(p.ev)
-			}
-			p.done <- p.err
+		for _, ev := range batch {
+			b.deliverSafely(ev)
 		}
 	}
 }
 
-// deliverSafely delivers ev; a panic (a bug in the fan-out) fails this
+// deliverSafely delivers ev; a panic (a bug in the fan-out) loses this
 // event instead of stopping delivery for everyone.
-func (b *MemoryBroker) deliverSafely(ev *Event) (err error) {
+func (b *MemoryBroker) deliverSafely(ev *Event) {
 	defer func() {
 		if p := recover(); p != nil {
-			err = fmt.Errorf("broker: delivering %s: panic: %v", ev.Kind, p)
+			b.panics.Add(1)
 		}
 	}()
 	b.deliver(ev)
-	return nil
 }
 
 // Close implements io.Closer for a journaled broker: what was published is
@@ -204,7 +204,11 @@ func (b *MemoryBroker) Close() error {
 	b.mu.Lock()
 	b.closed = true
 	b.wake.Broadcast()
+	b.space.Broadcast()
 	b.mu.Unlock()
 	b.workers.Wait()
+	if n := b.panics.Load(); n > 0 {
+		return fmt.Errorf("broker: %d deliveries panicked", n)
+	}
 	return nil
 }

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"chatroom/hub"
 )
@@ -80,6 +82,9 @@ func TestJournaledBrokerWritesBeforeDeliveringAndRewindsOnFailure(t *testing.T) 
 		})
 	}
 	wg.Wait()
+	// 409 events were published after the journal's 3: the watcher's join,
+	// 8 others and 400 messages. Publish returns before delivery.
+	awaitEvent(t, watcher, func(ev *hub.Event) bool { return ev.Seq == 412 })
 	seen := watcher.snapshot()
 	want := uint64(4) // continues after the journal's 3
 	for _, ev := range seen {
@@ -96,12 +101,19 @@ func TestJournaledBrokerWritesBeforeDeliveringAndRewindsOnFailure(t *testing.T) 
 	}
 	t.Logf("%d events in %d writes", want-4, j.writes)
 
-	// A failing journal refuses, and delivers nothing of what it refused.
-	sender, _ := h.Login(ctx, "sender", &recorder{})
+	// A failing journal refuses: the sender is told, nobody gets the
+	// message, and the next one takes its seq.
+	senderRec := &recorder{}
+	sender, _ := h.Login(ctx, "sender", senderRec)
+	awaitEvent(t, watcher, func(ev *hub.Event) bool { return ev.Kind == hub.KindJoin && ev.Subject == sender })
 	before := len(watcher.snapshot())
 	j.setFail(true)
-	if err := h.Publish(ctx, sender.ID, "", "lost"); !errors.Is(err, hub.ErrNotSaved) {
-		t.Fatalf("publish while the journal fails: %v, want ErrNotSaved", err)
+	if err := h.Publish(ctx, sender.ID, "", "lost"); err != nil {
+		t.Fatal(err)
+	}
+	refused := awaitKind(t, senderRec, hub.KindRefused)
+	if refused.Text != "lost" || !strings.Contains(refused.Reason, "could not save") {
+		t.Fatalf("refusal %+v", refused)
 	}
 	if got := watcher.snapshot()[before:]; len(got) != 0 {
 		t.Fatalf("delivered %d events that were not written", len(got))
@@ -110,9 +122,36 @@ func TestJournaledBrokerWritesBeforeDeliveringAndRewindsOnFailure(t *testing.T) 
 	if err := h.Publish(ctx, sender.ID, "", "kept"); err != nil {
 		t.Fatal(err)
 	}
-	got := watcher.snapshot()
-	last := got[len(got)-1]
-	if last.Text != "kept" || last.Seq != want+1 { // want: sender's join
-		t.Fatalf("after the failure: %q seq %d, want \"kept\" seq %d (no hole)", last.Text, last.Seq, want+1)
+	last := awaitText(t, watcher, "kept")
+	if last.Seq != want+1 { // want: the sender's join, which was written
+		t.Fatalf("after the failure: \"kept\" has seq %d, want %d (no hole)", last.Seq, want+1)
+	}
+}
+
+// awaitKind waits for rec to receive an event of kind k.
+func awaitKind(t *testing.T, rec *recorder, k hub.Kind) *hub.Event {
+	t.Helper()
+	return awaitEvent(t, rec, func(ev *hub.Event) bool { return ev.Kind == k })
+}
+
+// awaitText waits for rec to receive a message with text.
+func awaitText(t *testing.T, rec *recorder, text string) *hub.Event {
+	t.Helper()
+	return awaitEvent(t, rec, func(ev *hub.Event) bool { return ev.Kind == hub.KindMessage && ev.Text == text })
+}
+
+func awaitEvent(t *testing.T, rec *recorder, ok func(*hub.Event) bool) *hub.Event {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		for _, ev := range rec.snapshot() {
+			if ok(ev) {
+				return ev
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("timed out waiting for an event")
+		}
+		time.Sleep(time.Millisecond) // a recorder has no event to wait on
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -154,9 +155,15 @@ func TestSecondChatdOnTheSameFileIsRefused(t *testing.T) {
 	}
 }
 
+// process is chatd running as a process of its own.
+type process struct {
+	cmd      *exec.Cmd
+	waitDone chan struct{} // closed once it has exited
+}
+
 // chatdProcess runs chatd as a process of its own (this test binary; see
 // TestMain) and returns it with its TCP address.
-func chatdProcess(t *testing.T, args ...string) (*exec.Cmd, string) {
+func chatdProcess(t *testing.T, args ...string) (*process, string) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "CHATD_MAIN_ARGS="+strings.Join(append([]string{"-tcp", "127.0.0.1:0", "-http", "127.0.0.1:0"}, args...), " "))
@@ -167,7 +174,9 @@ func chatdProcess(t *testing.T, args ...string) (*exec.Cmd, string) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	p := &process{cmd: cmd, waitDone: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(p.waitDone) }()
+	t.Cleanup(func() { _ = cmd.Process.Kill(); <-p.waitDone })
 	addr := make(chan string, 1)
 	go func() {
 		re := regexp.MustCompile(`tcp=(127\.0\.0\.1:\d+)`)
@@ -180,7 +189,7 @@ func chatdProcess(t *testing.T, args ...string) (*exec.Cmd, string) {
 	}()
 	select {
 	case a := <-addr:
-		return cmd, a
+		return p, a
 	case <-time.After(waitTime):
 		t.Fatal("chatd process did not start")
 		return nil, ""
@@ -206,13 +215,18 @@ func TestKill9KeepsEveryAcknowledgedMessage(t *testing.T) {
 		acked []ack
 	)
 	done := make(chan struct{})
-	go func() { // the writer: as fast as the socket takes them
+	var echoed atomic.Int64
+	go func() { // the writer: as fast as the server keeps up, 200 in flight
 		defer close(done)
-		for i := 0; ; i++ {
-			if err := sender.rawWrite([]byte(fmt.Sprintf(`{"type":"broadcast","message":"m%05d"}`+"\n", i))); err != nil {
-				return
+		for i := int64(0); i < 20000; i++ {
+			for i-echoed.Load() > 200 {
+				select {
+				case <-time.After(time.Millisecond): // waiting for echoes the reader counts
+				case <-proc.waitDone:
+					return
+				}
 			}
-			if i >= 20000 {
+			if err := sender.rawWrite([]byte(fmt.Sprintf(`{"type":"broadcast","message":"m%05d"}`+"\n", i))); err != nil {
 				return
 			}
 		}
@@ -227,8 +241,9 @@ func TestKill9KeepsEveryAcknowledgedMessage(t *testing.T) {
 			acked = append(acked, ack{x.str("message"), x.num("seq")})
 			n := len(acked)
 			mu.Unlock()
+			echoed.Store(int64(n))
 			if n == 2000 {
-				_ = proc.Process.Signal(syscall.SIGKILL)
+				_ = proc.cmd.Process.Signal(syscall.SIGKILL)
 			}
 		}
 	}

@@ -355,6 +355,8 @@ func (s *Session) Deliver(ev *hub.Event) {
 	switch ev.Kind {
 	case hub.KindWelcome, hub.KindLeft:
 		s.enqueueReplyLocked(item{ev: ev}, 128)
+	case hub.KindRefused:
+		s.enqueueReplyLocked(item{ev: ev}, 128+len(ev.Reason))
 	case hub.KindJoined:
 		s.enqueueReplyLocked(item{ev: ev}, wire.JoinedSizeBound(ev))
 	default:

@@ -33,6 +33,13 @@ func EncodeEvent(ev *hub.Event, extended bool) [][]byte {
 			return nil
 		}
 		return [][]byte{encodeJoined(ev)}
+	case hub.KindRefused:
+		if !extended {
+			return OriginalError(ev.Reason)
+		}
+		b := appendString([]byte(`{"type":"error","request":"broadcast","room":`), ev.Room)
+		b = appendString(append(b, `,"error":`...), ev.Reason)
+		return [][]byte{append(b, "}\n"...)}
 	case hub.KindLeft:
 		if !extended {
 			return nil

@@ -255,25 +255,9 @@ func TestKill9KeepsEveryAcknowledgedMessage(t *testing.T) {
 	_, addr = chatdProcess(t, "-data", path)
 	reader := tcpClient(t, dial(t, addr), "reader")
 	reader.login("reader")
-	// Read the whole history back, page by page.
 	var stored []ack
-	before := int64(0)
-	for {
-		reader.request(`{"type":"history","room":"lobby","before":%d,"limit":200}`, before)
-		page := reader.awaitType("history")["messages"].([]any)
-		if len(page) == 0 {
-			break
-		}
-		var chunk []ack
-		for _, h := range page {
-			e := msg(h.(map[string]any))
-			chunk = append(chunk, ack{e.str("message"), e.num("seq")})
-		}
-		stored = append(chunk, stored...)
-		before = chunk[0].seq
-		if before <= 1 {
-			break
-		}
+	for _, e := range allHistory(reader, "lobby") {
+		stored = append(stored, ack{e.str("message"), e.num("seq")})
 	}
 	seen := map[string]int{}
 	for _, s := range stored {
@@ -347,8 +331,29 @@ func TestFullDiskRefusesSendsKeepsTheRest(t *testing.T) {
 	if got := r.witness.awaitType("private"); got.str("message") != "still here" {
 		t.Fatalf("witness got %v", got)
 	}
-	r.witness.request(`{"type":"history","room":"lobby","limit":200}`)
-	if got := len(r.witness.awaitType("history")["messages"].([]any)); got < len(acked) {
+	if got := len(allHistory(r.witness, "lobby")); got < len(acked) {
 		t.Fatalf("history has %d messages, %d were acknowledged", got, len(acked))
+	}
+}
+
+// allHistory reads a room's whole history back, page by page, oldest first.
+func allHistory(c *client, room string) []msg {
+	c.t.Helper()
+	var all []msg
+	before := int64(0)
+	for {
+		c.request(`{"type":"history","room":%q,"before":%d,"limit":200}`, room, before)
+		page := c.awaitType("history")["messages"].([]any)
+		if len(page) == 0 {
+			return all
+		}
+		chunk := make([]msg, len(page))
+		for i, h := range page {
+			chunk[i] = msg(h.(map[string]any))
+		}
+		all = append(chunk, all...)
+		if before = chunk[0].num("seq"); before <= 1 {
+			return all
+		}
 	}
 }

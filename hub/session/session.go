@@ -414,9 +414,27 @@ func (s *Session) enqueueLocked(it item, size int) {
 		s.closeLocked(hub.DisconnectSlowConsumer, true)
 		return
 	}
+	if len(s.items) == cap(s.items) && len(s.items) >= spareCap {
+		s.growLocked()
+	}
 	s.items = append(s.items, it)
 	s.bytes += size
 	s.startWriterLocked()
+}
+
+// growLocked moves a full queue into a larger slice from the pool, if it
+// has one, rather than letting append allocate.
+func (s *Session) growLocked() {
+	p := itemsPool.Get().(*[]item)
+	if cap(*p) <= len(s.items) {
+		itemsPool.Put(p) // too small to help: leave it for a smaller queue
+		return
+	}
+	bigger := append((*p)[:0], s.items...)
+	clear(s.items)
+	*p = s.items[:0]
+	s.items = bigger
+	itemsPool.Put(p)
 }
 
 // enqueueReplyLocked queues an answer to the client's own request. Replies
@@ -500,9 +518,7 @@ func (s *Session) flush(f *Flusher) {
 	clear(batch)
 
 	s.mu.Lock()
-	if cap(batch) <= spareCap && s.spare == nil {
-		s.spare = batch[:0]
-	}
+	s.recycleLocked(batch)
 	switch {
 	case err != nil:
 		d := hub.Disconnect{Code: hub.CodeWriteFailed, Reason: "write failed"}
@@ -824,8 +840,9 @@ func (s *Session) writeLoop(pending bool) {
 	}
 	for {
 		s.mu.Lock()
-		if batch != nil && cap(batch) <= spareCap && s.spare == nil {
-			s.spare = batch[:0] // small enough to keep for the next burst
+		if batch != nil {
+			s.recycleLocked(batch)
+			batch = nil
 		}
 		if len(s.items) == 0 && s.closing == nil && !lingered {
 			// Under load the next delivery is usually a moment away: yield
@@ -896,6 +913,29 @@ var framesPool = sync.Pool{New: func() any { return new([][]byte) }}
 // to make a steady trickle allocation-free, small enough that an idle
 // connection does not keep a burst's memory.
 const spareCap = 8
+
+// Queue slices larger than spareCap go back to a pool shared by every
+// session, so that bursts (a busy room, or a journaled broker delivering a
+// written batch at once) reuse them instead of growing new ones each time;
+// up to pooledCap, past which one burst's slice is not worth keeping.
+const pooledCap = 4096
+
+var itemsPool = sync.Pool{New: func() any { return new([]item) }}
+
+// recycleLocked keeps batch (written, cleared) as the session's spare if it
+// is small, or returns it to the pool.
+func (s *Session) recycleLocked(batch []item) {
+	switch {
+	case cap(batch) <= spareCap:
+		if s.spare == nil {
+			s.spare = batch[:0]
+		}
+	case cap(batch) <= pooledCap:
+		p := itemsPool.Get().(*[]item)
+		*p = batch[:0]
+		itemsPool.Put(p)
+	}
+}
 
 // closeConn tells the client why it is being disconnected, where that helps,
 // closes the connection and marks the session done.

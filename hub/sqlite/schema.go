@@ -26,19 +26,19 @@ var migrations = []string{
 		reason TEXT NOT NULL,
 		UNIQUE (room, seq)
 	);
-	CREATE INDEX events_time ON events (time);
-	CREATE TABLE rooms (name TEXT PRIMARY KEY, last_seq INTEGER NOT NULL) WITHOUT ROWID;
+	CREATE TABLE rooms (name TEXT PRIMARY KEY, last_seq INTEGER NOT NULL, last_time INTEGER NOT NULL) WITHOUT ROWID;
 	CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;`,
 
 	// 2: full-text search over messages. The trigram tokenizer indexes
 	// every run of three characters, so text without spaces between words
 	// (Chinese, Japanese) is searchable, and a LIKE pattern uses the index.
+	// Messages are indexed in the background (Store.index), not as they
+	// are written: meta's fts_indexed is the highest events.id indexed, and
+	// a deleted message leaves the index only if it was in it.
 	`CREATE VIRTUAL TABLE events_fts USING fts5(text, content='events', content_rowid='id', tokenize='trigram');
-	INSERT INTO events_fts (rowid, text) SELECT id, text FROM events WHERE kind = 1;
-	CREATE TRIGGER events_fts_insert AFTER INSERT ON events WHEN new.kind = 1 BEGIN
-		INSERT INTO events_fts (rowid, text) VALUES (new.id, new.text);
-	END;
-	CREATE TRIGGER events_fts_delete AFTER DELETE ON events WHEN old.kind = 1 BEGIN
+	INSERT INTO meta (key, value) VALUES ('fts_indexed', '0');
+	CREATE TRIGGER events_fts_delete AFTER DELETE ON events
+		WHEN old.kind = 1 AND old.id <= (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'fts_indexed') BEGIN
 		INSERT INTO events_fts (events_fts, rowid, text) VALUES ('delete', old.id, old.text);
 	END;`,
 }

@@ -38,6 +38,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -99,8 +100,11 @@ type Store struct {
 	mu       sync.Mutex // guards writeErr
 	writeErr error      // the last Write's failure; nil once one succeeds
 
+	lastWrite atomic.Int64 // unix nanos of the last Write: the indexer keeps out of its way
+
 	stop      chan struct{}
-	done      chan struct{}
+	done      chan struct{} // closed when retention has stopped
+	indexDone chan struct{} // closed when the indexer has stopped
 	closeOnce sync.Once
 }
 
@@ -142,7 +146,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	}
 	s := &Store{opts: opts, lock: lock, log: opts.Logger,
 		cache: &hub.MemoryHistory{Retain: opts.CacheEvents, RetainBytes: opts.CacheBytes},
-		stop:  make(chan struct{}), done: make(chan struct{})}
+		stop:  make(chan struct{}), done: make(chan struct{}), indexDone: make(chan struct{})}
 	fail := func(err error) (*Store, error) {
 		if s.db != nil {
 			_ = s.db.Close()
@@ -150,7 +154,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		_ = lock.Close()
 		return nil, err
 	}
-	dsn := "file:" + opts.Path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(" + syncMode + ")&_pragma=busy_timeout(10000)"
+	dsn := "file:" + opts.Path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(" + syncMode + ")&_pragma=busy_timeout(10000)&_txlock=immediate"
 	if opts.MaxPageCount > 0 {
 		dsn += fmt.Sprintf("&_pragma=max_page_count(%d)", opts.MaxPageCount)
 	}
@@ -169,14 +173,15 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`); err != nil {
 		return fail(fmt.Errorf("sqlite: prepare: %w", err))
 	}
-	if s.upsertRoom, err = s.db.PrepareContext(ctx, `INSERT INTO rooms (name, last_seq) VALUES (?, ?)
-		ON CONFLICT (name) DO UPDATE SET last_seq = excluded.last_seq`); err != nil {
+	if s.upsertRoom, err = s.db.PrepareContext(ctx, `INSERT INTO rooms (name, last_seq, last_time) VALUES (?, ?, ?)
+		ON CONFLICT (name) DO UPDATE SET last_seq = excluded.last_seq, last_time = excluded.last_time`); err != nil {
 		return fail(fmt.Errorf("sqlite: prepare: %w", err))
 	}
 	if err := s.loadCache(ctx); err != nil {
 		return fail(fmt.Errorf("sqlite: %s: load history: %w", opts.Path, err))
 	}
 	go s.retentionLoop()
+	go s.indexLoop()
 	return s, nil
 }
 
@@ -217,6 +222,7 @@ func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.stop)
 		<-s.done
+		<-s.indexDone
 		err = s.db.Close()
 		_ = s.lock.Close()
 	})
@@ -238,7 +244,14 @@ func (s *Store) Err() error {
 // Rooms lists the rooms that still have history, the most recently active
 // first, at most MaxRooms: the rooms that exist after a restart.
 func (s *Store) Rooms(ctx context.Context) ([]string, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT room FROM events GROUP BY room ORDER BY max(time) DESC LIMIT ?`, s.opts.MaxRooms)
+	return s.roomsWithHistory(ctx, s.opts.MaxRooms)
+}
+
+// roomsWithHistory lists up to limit rooms that have events, the most
+// recently active first (limit -1: all).
+func (s *Store) roomsWithHistory(ctx context.Context, limit int) ([]string, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT name FROM rooms WHERE EXISTS (SELECT 1 FROM events WHERE room = name)
+		ORDER BY last_time DESC LIMIT ?`, limit)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: rooms: %w", err)
 	}
@@ -288,6 +301,7 @@ func (s *Store) LastSeq(room string) (uint64, error) {
 // Write implements hub.Journal: the events and their rooms' counters in
 // one transaction.
 func (s *Store) Write(events []*hub.Event) error {
+	s.lastWrite.Store(time.Now().UnixNano())
 	err := s.write(events)
 	s.mu.Lock()
 	s.writeErr = err
@@ -305,16 +319,16 @@ func (s *Store) write(events []*hub.Event) error {
 	}
 	defer func() { _ = tx.Rollback() }() // after a commit, a no-op
 	insert, upsert := tx.Stmt(s.insertEvent), tx.Stmt(s.upsertRoom)
-	last := make(map[string]uint64, 1)
+	last := make(map[string]*hub.Event, 1)
 	for _, ev := range events {
 		if _, err := insert.Exec(ev.Room, ev.Seq, int(ev.Kind), ev.Time.UnixMicro(), ev.From.ID, ev.From.Nickname,
 			ev.Subject.ID, ev.Subject.Nickname, ev.OldNickname, ev.Text, ev.Reason); err != nil {
 			return fmt.Errorf("sqlite: insert %s/%d: %w", ev.Room, ev.Seq, err)
 		}
-		last[ev.Room] = ev.Seq
+		last[ev.Room] = ev
 	}
-	for room, seq := range last {
-		if _, err := upsert.Exec(room, seq); err != nil {
+	for room, ev := range last {
+		if _, err := upsert.Exec(room, ev.Seq, ev.Time.UnixMicro()); err != nil {
 			return fmt.Errorf("sqlite: room %s: %w", room, err)
 		}
 	}
@@ -353,15 +367,21 @@ func (s *Store) Before(room string, seq uint64, n int) ([]*hub.Event, error) {
 
 // Search implements hub.History with the file's full-text index (FTS5,
 // trigram tokenizer: it matches any run of characters, so Chinese and other
-// text without spaces is found too). The query is matched as a plain
-// substring, ignoring ASCII case: no character in it has a meaning of its
-// own (FTS syntax, LIKE wildcards).
+// text without spaces is found too), plus a scan of the room's messages
+// that have not reached the index yet (see indexLoop). The query is matched
+// as a plain substring, ignoring ASCII case: no character in it has a
+// meaning of its own (FTS syntax, LIKE wildcards).
 func (s *Store) Search(room, query string, n int) ([]*hub.Event, error) {
 	pattern := "%" + escapeLike(query) + "%"
-	return s.query(context.Background(), `SELECT `+prefixed("e.", eventColumns)+` FROM events_fts
-		JOIN events e ON e.id = events_fts.rowid
-		WHERE events_fts.text LIKE ? ESCAPE '\' AND e.room = ? AND e.kind = ?
-		ORDER BY e.seq DESC LIMIT ?`, pattern, room, int(hub.KindMessage), n)
+	return s.query(context.Background(), `
+		SELECT `+eventColumns+` FROM events
+			WHERE room = ?1 AND kind = ?2 AND text LIKE ?3 ESCAPE '\'
+			AND id > (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'fts_indexed')
+		UNION ALL
+		SELECT `+prefixed("e.", eventColumns)+` FROM events_fts JOIN events e ON e.id = events_fts.rowid
+			WHERE events_fts.text LIKE ?3 ESCAPE '\' AND e.room = ?1 AND e.kind = ?2
+			AND e.id <= (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'fts_indexed')
+		ORDER BY seq DESC LIMIT ?4`, room, int(hub.KindMessage), pattern, n)
 }
 
 // escapeLike makes s match itself in a LIKE pattern with ESCAPE '\'.

@@ -138,16 +138,21 @@ func TestMigrationFromTheFirstVersion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s1.db.Exec(`DROP TRIGGER events_fts_insert; DROP TRIGGER events_fts_delete; DROP TABLE events_fts; PRAGMA user_version = 1`); err != nil {
+	if _, err := s1.db.Exec(`DROP TRIGGER events_fts_delete; DROP TABLE events_fts; DELETE FROM meta WHERE key = 'fts_indexed'; PRAGMA user_version = 1`); err != nil {
 		t.Fatal(err)
 	}
 	write(t, s1, "lobby", "deploy went fine", "lunch?")
 	s1.Close()
 
 	s2 := open(t, old)
-	got, err := s2.Search("lobby", "deploy", 10)
-	if err != nil || len(got) != 1 || got[0].Text != "deploy went fine" {
-		t.Fatalf("search after migrating: %v %v", got, err)
+	for _, stage := range []string{"migrated", "indexed"} {
+		got, err := s2.Search("lobby", "deploy", 10)
+		if err != nil || len(got) != 1 || got[0].Text != "deploy went fine" {
+			t.Fatalf("search, %s: %v %v", stage, got, err)
+		}
+		if _, err := s2.Index(context.Background()); err != nil {
+			t.Fatal(err)
+		}
 	}
 	var version int
 	_ = s2.db.QueryRow(`PRAGMA user_version`).Scan(&version)
@@ -177,19 +182,33 @@ func TestSearch(t *testing.T) {
 		`\`:         nil,
 		"elsewhere": nil, // another room
 	}
-	for q, want := range cases {
-		got, err := s.Search("lobby", q, 10)
-		if err != nil {
-			t.Errorf("search %q: %v", q, err)
-			continue
+	check := func(stage string) {
+		t.Helper()
+		for q, want := range cases {
+			got, err := s.Search("lobby", q, 10)
+			if err != nil {
+				t.Errorf("%s: search %q: %v", stage, q, err)
+				continue
+			}
+			var texts []string
+			for _, ev := range got {
+				texts = append(texts, ev.Text)
+			}
+			if strings.Join(texts, "|") != strings.Join(want, "|") {
+				t.Errorf("%s: search %q = %q, want %q", stage, q, texts, want)
+			}
 		}
-		var texts []string
-		for _, ev := range got {
-			texts = append(texts, ev.Text)
-		}
-		if strings.Join(texts, "|") != strings.Join(want, "|") {
-			t.Errorf("search %q = %q, want %q", q, texts, want)
-		}
+	}
+	check("before indexing") // the scan of what the index has not reached
+	if n, err := s.Index(context.Background()); err != nil || n != 6 {
+		t.Fatalf("indexed %d events (%v), want 6", n, err)
+	}
+	check("indexed")
+	write(t, s, "lobby", "聊天室 once more, after indexing")
+	cases["聊天室"] = append([]string{"聊天室 once more, after indexing"}, cases["聊天室"]...)
+	check("partly indexed")
+	if _, err := s.db.Exec(`INSERT INTO events_fts (events_fts) VALUES ('integrity-check')`); err != nil {
+		t.Fatalf("index integrity: %v", err)
 	}
 }
 
@@ -197,6 +216,11 @@ func TestRetentionByCountAndAge(t *testing.T) {
 	s := open(t, filepath.Join(t.TempDir(), "chat.db"), func(o *Options) { o.Retain = 5; o.MaxAge = time.Hour })
 	for i := range 12 {
 		write(t, s, "go", fmt.Sprint("m", i))
+		if i == 5 { // half of them indexed: retention deletes both kinds
+			if _, err := s.Index(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 	old := msgEvent("old", 1, "ancient")
 	old.Time = time.Now().Add(-2 * time.Hour)
@@ -213,6 +237,9 @@ func TestRetentionByCountAndAge(t *testing.T) {
 	}
 	if found, _ := s.Search("go", "m3", 10); len(found) != 0 {
 		t.Fatalf("search still finds deleted messages: %v", found)
+	}
+	if _, err := s.db.Exec(`INSERT INTO events_fts (events_fts) VALUES ('integrity-check')`); err != nil {
+		t.Fatalf("index integrity after retention: %v", err)
 	}
 	// Counters stay: a room's order continues after its history is gone.
 	if last, _ := s.LastSeq("old"); last != 1 {

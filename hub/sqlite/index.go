@@ -8,17 +8,20 @@ import (
 )
 
 // Messages enter the full-text index in the background, not in the
-// transaction that writes them: indexing a message costs about three
-// times what writing it does (FTS5's trigram tokenizer, in modernc's
-// transpiled C), and writes are what every member's delivery waits for.
-// The indexer runs while writes leave it room (none for indexIdle, or a
-// backlog past indexBacklog), in transactions of indexBatch messages; a
-// search reads the index and scans whatever has not reached it yet.
+// transaction that writes them: indexing a message costs several times
+// what writing it does (FTS5's trigram tokenizer, in modernc's transpiled
+// C), and writes are what every member's delivery waits for. The indexer
+// runs when writes pause (none for indexIdle), in transactions of
+// indexBatch messages. A search reads the index and scans the room's
+// messages that have not reached it yet, so an index that falls behind
+// under sustained load costs searches a scan bounded by retention (each
+// room keeps at most Retain messages), never a result. Past indexBacklog
+// unindexed events it indexes anyway, as a bound on that scan.
 const (
 	indexEvery   = 100 * time.Millisecond
 	indexIdle    = 20 * time.Millisecond
-	indexBatch   = 2000
-	indexBacklog = 200000
+	indexBatch   = 1000
+	indexBacklog = 1_000_000
 )
 
 // indexLoop indexes in the background until Close.
@@ -77,6 +80,8 @@ func (s *Store) backlog() (int64, error) {
 // indexOnce indexes the messages among the next limit events past the
 // mark, moves the mark, and returns how many events it went through.
 func (s *Store) indexOnce(ctx context.Context, limit int) (int64, error) {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return 0, fmt.Errorf("sqlite: index: %w", err)

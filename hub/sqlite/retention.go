@@ -45,7 +45,9 @@ func (s *Store) Retain(ctx context.Context, now time.Time) (int64, error) {
 				return nil
 			default:
 			}
+			s.writeMu.Lock()
 			res, err := s.db.ExecContext(ctx, q, args...)
+			s.writeMu.Unlock()
 			if err != nil {
 				return err
 			}

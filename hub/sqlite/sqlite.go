@@ -95,7 +95,13 @@ type Store struct {
 	cache *hub.MemoryHistory
 	log   *slog.Logger
 
-	insertEvent, upsertRoom *sql.Stmt
+	insertEvent, insertEvents, upsertRoom *sql.Stmt // insertEvents: insertRows rows at once
+
+	// writeMu makes the journal's writes, the indexer and retention take
+	// turns in the process rather than contend for SQLite's write lock,
+	// whose busy handler sleeps in steps of up to 50 ms: a write waits
+	// exactly as long as the one before it takes.
+	writeMu sync.Mutex
 
 	mu       sync.Mutex // guards writeErr
 	writeErr error      // the last Write's failure; nil once one succeeds
@@ -168,9 +174,10 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if s.epoch, err = loadEpoch(ctx, s.db); err != nil {
 		return fail(fmt.Errorf("sqlite: %s: %w", opts.Path, err))
 	}
-	if s.insertEvent, err = s.db.PrepareContext(ctx, `INSERT INTO events
-		(room, seq, kind, time, from_id, from_nick, subject_id, subject_nick, old_nick, text, reason)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`); err != nil {
+	if s.insertEvent, err = s.db.PrepareContext(ctx, insertSQL(1)); err != nil {
+		return fail(fmt.Errorf("sqlite: prepare: %w", err))
+	}
+	if s.insertEvents, err = s.db.PrepareContext(ctx, insertSQL(insertRows)); err != nil {
 		return fail(fmt.Errorf("sqlite: prepare: %w", err))
 	}
 	if s.upsertRoom, err = s.db.PrepareContext(ctx, `INSERT INTO rooms (name, last_seq, last_time) VALUES (?, ?, ?)
@@ -313,19 +320,31 @@ func (s *Store) Write(events []*hub.Event) error {
 }
 
 func (s *Store) write(events []*hub.Event) error {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
 	tx, err := s.db.Begin()
 	if err != nil {
 		return fmt.Errorf("sqlite: begin: %w", err)
 	}
 	defer func() { _ = tx.Rollback() }() // after a commit, a no-op
-	insert, upsert := tx.Stmt(s.insertEvent), tx.Stmt(s.upsertRoom)
+	insert, insertMany, upsert := tx.Stmt(s.insertEvent), tx.Stmt(s.insertEvents), tx.Stmt(s.upsertRoom)
 	last := make(map[string]*hub.Event, 1)
-	for _, ev := range events {
-		if _, err := insert.Exec(ev.Room, ev.Seq, int(ev.Kind), ev.Time.UnixMicro(), ev.From.ID, ev.From.Nickname,
-			ev.Subject.ID, ev.Subject.Nickname, ev.OldNickname, ev.Text, ev.Reason); err != nil {
-			return fmt.Errorf("sqlite: insert %s/%d: %w", ev.Room, ev.Seq, err)
+	args := make([]any, 0, insertColumns*insertRows)
+	for rest := events; len(rest) > 0; {
+		stmt, n := insertMany, insertRows
+		if len(rest) < insertRows {
+			stmt, n = insert, 1
 		}
-		last[ev.Room] = ev
+		args = args[:0]
+		for _, ev := range rest[:n] {
+			args = append(args, ev.Room, ev.Seq, int(ev.Kind), ev.Time.UnixMicro(), ev.From.ID, ev.From.Nickname,
+				ev.Subject.ID, ev.Subject.Nickname, ev.OldNickname, ev.Text, ev.Reason)
+			last[ev.Room] = ev
+		}
+		if _, err := stmt.Exec(args...); err != nil {
+			return fmt.Errorf("sqlite: insert %s/%d: %w", rest[0].Room, rest[0].Seq, err)
+		}
+		rest = rest[n:]
 	}
 	for room, ev := range last {
 		if _, err := upsert.Exec(room, ev.Seq, ev.Time.UnixMicro()); err != nil {
@@ -387,6 +406,20 @@ func (s *Store) Search(room, query string, n int) ([]*hub.Event, error) {
 // escapeLike makes s match itself in a LIKE pattern with ESCAPE '\'.
 func escapeLike(s string) string {
 	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
+}
+
+// insertRows is how many events one multi-row INSERT takes: a batch is
+// written insertRows at a time, the rest one by one (fewer statements:
+// most of a row's cost is the statement's, not the row's).
+const (
+	insertRows    = 32
+	insertColumns = 11
+)
+
+// insertSQL is an INSERT of rows events.
+func insertSQL(rows int) string {
+	values := strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?), ", rows), ", ")
+	return `INSERT INTO events (room, seq, kind, time, from_id, from_nick, subject_id, subject_nick, old_nick, text, reason) VALUES ` + values
 }
 
 const eventColumns = `room, seq, kind, time, from_id, from_nick, subject_id, subject_nick, old_nick, text, reason`

@@ -13,11 +13,26 @@
 //
 //   - Goroutines. The hub starts none. Every call into it runs on the
 //     goroutine of the connection that made it: a member's reader goroutine
-//     calls Login, Publish, JoinRoom, Logout and the rest. Fan-out happens
-//     synchronously inside Publish, on the publisher's goroutine, and only
-//     queues: the sockets are written by a Flusher shared by the fronts (a
-//     few goroutines, non-blocking writes) or, for a socket that would
-//     block, by that session's own writer goroutine (see hub/session).
+//     calls Login, Publish, JoinRoom, Logout and the rest. With the
+//     in-memory MemoryBroker, fan-out happens synchronously inside Publish,
+//     on the publisher's goroutine. With a journaled one (durable history,
+//     NewJournaledBroker), Publish returns once the event is sequenced and
+//     queued; the broker's writer goroutine writes everything queued in one
+//     Journal.Write (group commit) and its deliverer goroutine then fans the
+//     batch out, in order. Either way fan-out only queues: the sockets are
+//     written by a Flusher shared by the fronts (a few goroutines,
+//     non-blocking writes) or, for a socket that would block, by that
+//     session's own writer goroutine (see hub/session).
+//
+//   - Acknowledged means durable. With a journal, nothing is delivered
+//     before it is written, and an extended sender's acknowledgement is the
+//     echo of its own message: so an acknowledged message is in the
+//     database. A batch that cannot be written is delivered to nobody; each
+//     of its messages comes back to its sender as a KindRefused event (an
+//     error reply), and the rooms' counters are wound back to what was
+//     written, so the next event takes the lost seq and no member ever sees
+//     a hole. Publish blocks only when the journal is maxQueued events
+//     behind (backpressure on the publishing connection's reader).
 //
 //   - Ordering. Every event (message, join, leave, rename, private message,
 //     typing, notice) goes through the Broker. The broker is the single
@@ -28,11 +43,16 @@
 //     for several chatd nodes) would do it from its single subscription
 //     goroutine. The fronts never see the broker.
 //
-//   - History without gaps. Fan-out appends each message to History while
-//     holding Hub.mu for reading; JoinRoom (and Login, for the lobby) holds
-//     Hub.mu for writing while it registers the member and snapshots the
-//     room's history into the KindJoined event it delivers. So a joiner's
-//     history ends exactly where its live events begin.
+//   - History without gaps. Fan-out appends each sequenced event to History
+//     while holding Hub.mu for reading; JoinRoom (and Login, for the lobby)
+//     holds Hub.mu for writing while it registers the member and snapshots
+//     the room's history (or, resuming from a Position, every event after
+//     it: History.After) into the KindJoined event it delivers. So a
+//     joiner's history ends exactly where its live events begin: events
+//     sequenced but not yet delivered reach it live. The snapshot reads
+//     memory only (a durable History keeps a MemoryHistory of each room's
+//     latest events for this); scroll-back and search may read the disk,
+//     outside every hub lock.
 //
 //   - Locks. Hub.mu (an RWMutex) guards the member tables (by id, by
 //     nickname), the rooms and each room's member slice. Login, Logout,
@@ -43,7 +63,11 @@
 //     takes them the other way round: the hub publishes announcements only
 //     after releasing Hub.mu. (MemoryBroker.seqMu, a leaf guarding only the
 //     rooms' counters, is what lets the hub forget a removed room's counter
-//     under Hub.mu.)
+//     under Hub.mu.) A journaled broker's writer holds no hub lock while it
+//     writes, and its deliverer takes Hub.mu for reading per event, like a
+//     publisher; MemoryBroker.mu guards only its queue there (Journal.Write
+//     runs without it), except that the first event of a room reads the
+//     room's last seq from the journal under it, once.
 //
 //   - Rooms' lives. A room is created by its first join and stays while it
 //     has members; once empty it stays, with its history, until a new room

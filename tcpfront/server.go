@@ -5,12 +5,14 @@
 package tcpfront
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"chatroom/hub"
@@ -203,24 +205,71 @@ type tcpConn struct {
 	c      net.Conn
 	frames *frameReader
 	w      session.SocketWriter
+
+	// A person at a raw terminal (see human.go): decided by the reader at
+	// the first frame, then read by the writers.
+	decided bool
+	human   atomic.Pointer[human]
+	wmu     sync.Mutex // human mode: the writers and the reader's own answers take turns
+	pmu     sync.Mutex // human mode: guards kept
+	kept    [][]byte   // human mode: lines a non-blocking write left for the next write
 }
 
 // socketConn is a tcpConn on a plain socket, which can also write without
 // blocking (session.TryWriter) for the session's Flusher.
 type socketConn struct{ *tcpConn }
 
-// TryWriteFrames implements session.TryWriter.
+// TryWriteFrames implements session.TryWriter. A person's lines are kept
+// for the writer goroutine instead: they share the socket with the
+// reader's own answers, which a flusher must not wait for.
 func (t socketConn) TryWriteFrames(frames [][]byte) (bool, error) {
+	if h := t.human.Load(); h != nil {
+		lines := h.render(frames)
+		t.pmu.Lock()
+		t.kept = append(t.kept, lines...)
+		t.pmu.Unlock()
+		return false, nil
+	}
 	return t.w.TryWriteFrames(frames)
 }
 
 func (t *tcpConn) ReadFrame() ([]byte, error) {
-	frame, err := t.frames.Next()
-	if err != nil {
-		return nil, readError(err)
+	for {
+		frame, err := t.frames.Next()
+		if err != nil {
+			return nil, readError(err)
+		}
+		h := t.human.Load()
+		if h == nil && !t.decided {
+			h = t.decide(frame)
+		}
+		if h == nil {
+			return frame, nil
+		}
+		if frame, err = h.request(frame); err != nil || frame != nil {
+			return frame, err
+		}
 	}
-	return frame, nil
 }
+
+// decide looks at the connection's first frame: a person at a raw terminal
+// starts with anything but '{'. Not inlined (see serveConn).
+//
+//go:noinline
+func (t *tcpConn) decide(first []byte) *human {
+	t.decided = true
+	if b := bytes.TrimLeft(first, " \t\r\n"); len(b) > 0 && b[0] == '{' {
+		return nil
+	}
+	h := &human{wmu: &t.wmu, out: func(b []byte) error {
+		return t.w.WriteFrames([][]byte{b}, time.Now().Add(humanWriteTimeout))
+	}}
+	t.human.Store(h)
+	return h
+}
+
+// humanWriteTimeout bounds the reader's own answers to a person.
+const humanWriteTimeout = 10 * time.Second
 
 // readError maps a frame reader's error to the session's terms. Not
 // inlined, to keep ReadFrame's frame small (see serveConn).
@@ -236,6 +285,15 @@ func readError(err error) error {
 // WriteFrames writes the whole batch in one write (per 32 KiB): deliveries
 // per syscall, not one each.
 func (t *tcpConn) WriteFrames(frames [][]byte, deadline time.Time) error {
+	if h := t.human.Load(); h != nil {
+		lines := h.render(frames)
+		t.pmu.Lock()
+		lines, t.kept = append(t.kept, lines...), nil
+		t.pmu.Unlock()
+		t.wmu.Lock()
+		defer t.wmu.Unlock()
+		return t.w.WriteFrames(lines, deadline)
+	}
 	return t.w.WriteFrames(frames, deadline)
 }
 

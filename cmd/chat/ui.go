@@ -6,11 +6,11 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
-	"unicode"
 
 	"golang.org/x/term"
+
+	"chatroom/hub/wire"
 )
 
 // ui is where chat reads commands and shows the room.
@@ -108,22 +108,5 @@ func (u *terminalUI) Problem(line string)  { fmt.Fprintln(u.t, "! "+line) }
 func (u *terminalUI) Interactive() bool    { return true }
 func (u *terminalUI) SetRoom(room string)  { u.t.SetPrompt("#" + room + "> ") }
 
-// printable makes text from the network safe for a terminal: control
-// characters (which could move the cursor, recolour or retitle the terminal)
-// become visible escapes, and continuation lines are indented.
-func printable(s string) string {
-	var b strings.Builder
-	for _, r := range s {
-		switch {
-		case r == '\n':
-			b.WriteString("\n    ")
-		case r == '\t':
-			b.WriteRune(r)
-		case unicode.IsControl(r) || r == 0x202E || r == 0x2066 || r == 0x2067 || r == 0x2068:
-			fmt.Fprintf(&b, "\\u%04x", r)
-		default:
-			b.WriteRune(r)
-		}
-	}
-	return b.String()
-}
+// printable makes text from the network safe for a terminal.
+func printable(s string) string { return wire.Printable(s) }

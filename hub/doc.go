@@ -79,6 +79,11 @@
 //     lock is held during socket I/O anywhere: Subscriber.Deliver only
 //     appends to a queue.
 //
+//   - Bots (hub/bot) are members without a socket: their Deliver queues to
+//     a bounded channel read by the bot's own goroutine, which calls the
+//     hub like a reader goroutine does. A bot that falls behind drops
+//     events; it never holds up fan-out.
+//
 //   - Slow clients. Subscriber.Deliver must never block. A subscriber whose
 //     bounded queue (count and bytes) is full cuts itself off: it marks itself
 //     disconnected with a Disconnect reason, its writer goroutine writes the

@@ -20,6 +20,8 @@ import (
 
 	"chatroom/hub"
 	"chatroom/hub/admission"
+	"chatroom/hub/bot"
+	"chatroom/hub/bot/shop"
 	"chatroom/hub/metrics"
 	"chatroom/hub/session"
 	"chatroom/hub/sqlite"
@@ -90,7 +92,12 @@ type Config struct {
 	DebugAddr string
 	// PublicMetrics also serves /metrics on the public HTTP address.
 	PublicMetrics bool
-	Logger        *slog.Logger
+	// Shop runs the snack-shop bot (hub/bot/shop) in #shop (the chatd
+	// command's -shop is on by default; Config's zero value is off).
+	Shop bool
+	// ShopGoods is what the shop sells (nil: shop.DefaultGoods).
+	ShopGoods []shop.Item
+	Logger    *slog.Logger
 }
 
 // Main is one running chatd: a hub and its two fronts. Run starts it, Close
@@ -109,6 +116,7 @@ type Main struct {
 	flusher       *session.Flusher
 	debug         *http.Server
 	debugLn       net.Listener
+	shop          *bot.Bot          // nil: no shop
 	store         *sqlite.Store     // nil: history in memory
 	broker        *hub.MemoryBroker // journaled, with store
 	errc          chan error
@@ -223,8 +231,31 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			return err
 		}
 	}
+	if m.cfg.Shop {
+		goods := m.cfg.ShopGoods
+		if goods == nil {
+			goods = shop.DefaultGoods()
+		}
+		if m.shop, err = shop.Start(ctx, m.Hub, goods, bot.Options{Logger: m.log}); err != nil {
+			m.stopServing()
+			return err
+		}
+	}
 	m.ready.Store(true)
 	return nil
+}
+
+// stopServing undoes a Run that failed after its fronts started.
+func (m *Main) stopServing() {
+	ctx, cancel := context.WithTimeout(context.Background(), m.cfg.ShutdownTimeout)
+	defer cancel()
+	_ = m.http.Shutdown(ctx)
+	_ = m.TCP.Shutdown(ctx)
+	_ = m.Web.Shutdown(ctx)
+	if m.debug != nil {
+		_ = m.debug.Close()
+	}
+	m.flusher.Close()
 }
 
 // openStore opens the history database and makes the hub durable with it:
@@ -338,6 +369,9 @@ func (m *Main) Close(ctx context.Context) error {
 		if err := <-done; err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if m.shop != nil {
+		_ = m.shop.Close()
 	}
 	m.flusher.Close() // the fronts' sessions are over: none is left to flush
 	m.closeStore()

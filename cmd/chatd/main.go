@@ -19,6 +19,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"chatroom/hub/bot/shop"
 )
 
 func main() {
@@ -70,7 +72,7 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), stderr io
 	fs := flag.NewFlagSet("chatd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var cfg Config
-	var level string
+	var level, shopGoods string
 	fs.StringVar(&cfg.TCPAddr, "tcp", DefaultTCPAddr, "listen address of the TCP front (native clients, the original Python client)")
 	fs.StringVar(&cfg.HTTPAddr, "http", DefaultHTTPAddr, "listen address of the HTTP front (web page at /, WebSocket at /ws)")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", DefaultShutdownTimeout, "how long shutdown lets clients drain their queues before cutting them off")
@@ -103,6 +105,8 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), stderr io
 	fs.StringVar(&cfg.DebugAddr, "debug-addr", "", "the operator's address: Prometheus metrics at http://ADDR/metrics and Go's pprof profiles at /debug/pprof/ (keep it private, e.g. 127.0.0.1:6060)")
 	fs.BoolVar(&cfg.PublicMetrics, "public-metrics", false, "also serve /metrics on the public HTTP address (anyone who can reach it can read it)")
 	fs.DurationVar(&cfg.HTTPIdleTimeout, "http-idle-timeout", 0, "close an HTTP keep-alive connection idle this long (0: 30s)")
+	fs.BoolVar(&cfg.Shop, "shop", true, "run the snack-shop bot: in #shop, by private message to shop, or '@shop ITEM' in the lobby")
+	fs.StringVar(&shopGoods, "shop-goods", "", "JSON file of the shop's goods, [{\"name\":\"西瓜\",\"price\":2,\"stock\":100}] (default: the tutorial's 瓜子 4.5, 西瓜 2, 矿泉水 2.5, 100 each)")
 	fs.StringVar(&level, "log-level", "info", "log level: debug, info, warn or error")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: chatd [flags]\n\nRuns the chat server. Each flag may also be set as CHATD_<FLAG> in the environment\n(e.g. CHATD_TCP=:9000); the command line wins.\n\nFlags:\n")
@@ -132,6 +136,13 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), stderr io
 		return cfg, fmt.Errorf("-log-level: %w", err)
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lv}))
+	if shopGoods != "" {
+		goods, err := shop.LoadGoods(shopGoods)
+		if err != nil {
+			return cfg, err
+		}
+		cfg.ShopGoods = goods
+	}
 	if cfg.DataPath == ":memory:" {
 		cfg.DataPath = "" // Config's way of saying "in memory"
 	}

@@ -103,6 +103,7 @@
 //     it cannot leave the hub locked for everyone.
 //
 //   - Events are immutable once published and shared by every recipient, so
-//     each front encodes an event once per wire shape (Event.Encoding caches
-//     the bytes), not once per recipient.
+//     an event is encoded once per wire shape (hub/wire, through the cache
+//     Event.Encoding keeps on the event), not once per recipient, whichever
+//     front and writer sends it.
 package hub

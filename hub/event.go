@@ -40,7 +40,8 @@ const (
 	KindRefused
 )
 
-// String returns the kind's name as used in logs.
+// String returns the kind's name as used in logs (the protocol's names
+// are hub/wire's: EventType).
 func (k Kind) String() string {
 	switch k {
 	case KindMessage:

@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
@@ -241,7 +240,7 @@ func (c *wsConn) ReadFrame() ([]byte, error) {
 		switch {
 		case websocket.CloseStatus(err) != -1:
 			return nil, hub.DisconnectLeft
-		case strings.Contains(err.Error(), "read limited at"):
+		case errors.Is(err, websocket.ErrMessageTooBig):
 			// The library has already closed with 1009 (message too big).
 			return nil, hub.Disconnect{Code: hub.CodeBadInput, Reason: "request too large"}
 		}

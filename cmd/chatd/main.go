@@ -1,6 +1,7 @@
-// Command chatd runs the chat server: one room shared by native TCP clients
-// (port 8000, the original Python client's port) and browsers (HTTP and
-// WebSocket on port 8080).
+// Command chatd runs the chat server: rooms shared by native TCP clients
+// and people at nc or telnet (port 8000, the original Python client's port)
+// and browsers (HTTP and WebSocket on port 8080), with history kept in an
+// SQLite file (chatd.db) and the tutorial's snack shop as a bot.
 //
 // Every flag can also be set by an environment variable named CHATD_ plus the
 // flag's name in upper case with '-' as '_' (CHATD_TCP, CHATD_HTTP, ...). A

@@ -108,11 +108,54 @@ func OriginalPushes(from hub.Identity, text string) [][]byte {
 	return frames
 }
 
+// Event types: the "type" of what the server sends in the extended shape
+// (replies carry their request's type, see request.go). They are the
+// protocol's, named here once: hub.Kind's String is for logs, and renaming
+// a log label must not change the wire.
+const (
+	EventMessage = "message"
+	EventJoin    = "join"
+	EventLeave   = "leave"
+	EventRename  = "rename"
+	EventNotice  = "notice"
+	EventPrivate = "private"
+	EventTyping  = "typing"
+	EventJoined  = "joined"
+	EventLeft    = "left"
+	EventError   = "error"
+)
+
+// EventType is the wire "type" of an event of kind k ("" for kinds that
+// are not sent as themselves).
+func EventType(k hub.Kind) string {
+	switch k {
+	case hub.KindMessage:
+		return EventMessage
+	case hub.KindJoin:
+		return EventJoin
+	case hub.KindLeave:
+		return EventLeave
+	case hub.KindRename:
+		return EventRename
+	case hub.KindNotice:
+		return EventNotice
+	case hub.KindPrivate:
+		return EventPrivate
+	case hub.KindTyping:
+		return EventTyping
+	case hub.KindJoined:
+		return EventJoined
+	case hub.KindLeft:
+		return EventLeft
+	}
+	return ""
+}
+
 // encodeExtended renders an event as one extended-protocol object.
 func encodeExtended(ev *hub.Event) [][]byte {
 	b := make([]byte, 0, 192+len(ev.Text))
 	b = append(b, `{"type":"`...)
-	b = append(b, ev.Kind.String()...)
+	b = append(b, EventType(ev.Kind)...)
 	b = append(b, '"')
 	if ev.Room != "" {
 		b = appendString(append(b, `,"room":`...), ev.Room)

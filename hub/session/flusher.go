@@ -1,8 +1,15 @@
 package session
 
 import (
+	"errors"
+	"fmt"
+	"log/slog"
 	"runtime"
+	"runtime/debug"
 	"sync"
+
+	"chatroom/hub"
+	"chatroom/hub/wire"
 )
 
 // TryWriter is a Conn that can also write without blocking. Fronts whose
@@ -93,3 +100,83 @@ func (f *Flusher) Close() {
 	f.mu.Unlock()
 	f.wg.Wait()
 }
+
+// flush writes what is queued without blocking, on a goroutine of f's. A
+// socket that does not take it all at once, a failed write, or a session
+// that is closing hands over to a writer goroutine of the session's own.
+// While the flush runs, s.writing keeps any other writer away.
+func (s *Session) flush(f *Flusher) {
+	s.mu.Lock()
+	if s.closing != nil || !s.extended || len(s.items) == 0 {
+		s.mu.Unlock()
+		go s.writeLoop(false)
+		return
+	}
+	batch := s.items
+	s.items, s.spare = s.spare, nil
+	s.bytes, s.replyBytes = 0, 0
+	s.mu.Unlock()
+	s.opts.Observer.Drained(len(batch))
+
+	done, err := s.tryWriteBatch(batch)
+	clear(batch)
+
+	s.mu.Lock()
+	s.recycleLocked(batch)
+	switch {
+	case err != nil:
+		d := hub.Disconnect{Code: hub.CodeWriteFailed, Reason: "write failed"}
+		if errors.Is(err, errPanic) {
+			d = hub.Disconnect{Code: hub.CodeInternal, Reason: "internal error"}
+		}
+		s.closeLocked(d, true)
+		s.mu.Unlock()
+		s.logAt(slog.LevelDebug, "write failed", "err", err)
+		s.conn.Abort()
+		go s.writeLoop(false) // closes the connection and marks the session done
+	case !done:
+		// The socket is full: the rest needs a writer that can wait.
+		s.mu.Unlock()
+		go s.writeLoop(true)
+	case len(s.items) == 0 && s.closing == nil:
+		s.writing = false
+		s.mu.Unlock()
+	default:
+		s.mu.Unlock()
+		if !f.push(s) { // more came meanwhile: back in line
+			go s.writeLoop(false)
+		}
+	}
+}
+
+// tryWriteBatch encodes batch and writes it without blocking. It is the
+// part of a flush that touches what clients sent (their events' text and
+// names), on a goroutine every session shares: a panic here, a bug that one
+// client's data triggered, must end that client's connection and nobody
+// else's. So it is recovered, logged with its stack, and returned as an
+// error wrapping errPanic, which the flush handles like a failed write.
+func (s *Session) tryWriteBatch(batch []item) (done bool, err error) {
+	scratch := framesPool.Get().(*[][]byte)
+	frames := (*scratch)[:0]
+	defer func() {
+		if p := recover(); p != nil {
+			s.logAt(slog.LevelError, "panic writing to connection", "panic", p, "stack", string(debug.Stack()))
+			done, err = false, fmt.Errorf("%w: %v", errPanic, p)
+		}
+		clear(frames)
+		*scratch = frames[:0]
+		framesPool.Put(scratch)
+	}()
+	for _, it := range batch {
+		if it.ev == nil {
+			frames = append(frames, it.frames...)
+		} else {
+			frames = append(frames, wire.EncodeEvent(it.ev, true)...)
+		}
+	}
+	s.opts.Observer.Wrote(len(frames))
+	return s.try.TryWriteFrames(frames)
+}
+
+// errPanic marks a writer's error as a recovered panic.
+var errPanic = errors.New("panic")

@@ -47,10 +47,7 @@ type Server struct {
 	opts Options
 	log  *slog.Logger
 
-	ctx     context.Context // lives until Shutdown; sessions' hub calls use it
-	cancel  context.CancelFunc
-	group   session.Group
-	flusher *session.Flusher // the server's own, if it made one
+	front *session.Front
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -68,13 +65,7 @@ func New(h *hub.Hub, opts Options) *Server {
 	if opts.Session.Logger == nil {
 		opts.Session.Logger = opts.Logger
 	}
-	var own *session.Flusher
-	if opts.Session.Flusher == nil {
-		own = session.NewFlusher(0)
-		opts.Session.Flusher = own
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	return &Server{hub: h, opts: opts, log: opts.Logger, ctx: ctx, cancel: cancel, flusher: own,
+	return &Server{hub: h, opts: opts, log: opts.Logger, front: session.NewFront(h, opts.Session),
 		listeners: make(map[net.Listener]struct{})}
 }
 
@@ -135,7 +126,7 @@ func (s *Server) serveConn(c net.Conn) {
 		return
 	}
 	defer release()
-	_ = s.group.Run(s.ctx, sess)
+	_ = s.front.Run(sess)
 }
 
 // open admits c and returns its session and the release of its admission,
@@ -168,15 +159,15 @@ func (s *Server) open(c net.Conn) (sess *session.Session, release func()) {
 		}
 	}
 	s.log.Info("connection opened", attrs...)
-	opts := s.opts.Session
+	opts := s.front.Options()
 	opts.LogAttrs = attrs
 	opts.Peer = admission.Peer(remote)
 	frames := newFrameReader(c, s.opts.MaxRequestBytes)
 	conn := &tcpConn{c: c, frames: frames, w: session.NewSocketWriter(c, frames.raw, nil)}
 	if conn.w.CanTry() { // a plain socket (not TLS): it can write without blocking
-		return session.New(s.hub, socketConn{conn}, opts), release
+		return s.front.NewSession(socketConn{conn}, opts), release
 	}
-	return session.New(s.hub, conn, opts), release
+	return s.front.NewSession(conn, opts), release
 }
 
 // Shutdown stops accepting, disconnects every client (each first gets what
@@ -189,16 +180,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		_ = ln.Close()
 	}
 	s.mu.Unlock()
-	err := s.group.Shutdown(ctx)
-	s.cancel()
-	if s.flusher != nil {
-		s.flusher.Close() // after the sessions: none is left to flush
-	}
-	return err
+	return s.front.Shutdown(ctx)
 }
 
 // Len returns the number of open client connections.
-func (s *Server) Len() int { return s.group.Len() }
+func (s *Server) Len() int { return s.front.Len() }
 
 // tcpConn adapts a TCP connection to session.Conn.
 type tcpConn struct {
@@ -234,20 +220,37 @@ func (t socketConn) TryWriteFrames(frames [][]byte) (bool, error) {
 }
 
 func (t *tcpConn) ReadFrame() ([]byte, error) {
-	for {
-		frame, err := t.frames.Next()
-		if err != nil {
-			return nil, readError(err)
-		}
-		h := t.human.Load()
-		if h == nil && !t.decided {
-			h = t.decide(frame)
-		}
-		if h == nil {
+	frame, err := t.frames.Next()
+	if err != nil {
+		return nil, readError(err)
+	}
+	if !t.decided || t.human.Load() != nil {
+		return t.humanFrame(frame)
+	}
+	return frame, nil
+}
+
+// humanFrame decides, at the first frame, whether the connection is a
+// person's, and for a person turns lines into requests, reading on past
+// the lines it answers itself. Not inlined: an idle JSON connection's
+// goroutine parks in ReadFrame, whose frame must stay small (see
+// serveConn); a person's may park in here.
+//
+//go:noinline
+func (t *tcpConn) humanFrame(frame []byte) ([]byte, error) {
+	h := t.human.Load()
+	if h == nil {
+		if h = t.decide(frame); h == nil {
 			return frame, nil
 		}
-		if frame, err = h.request(frame); err != nil || frame != nil {
-			return frame, err
+	}
+	for {
+		req, err := h.request(frame)
+		if err != nil || req != nil {
+			return req, err
+		}
+		if frame, err = t.frames.Next(); err != nil {
+			return nil, readError(err)
 		}
 	}
 }
@@ -300,3 +303,8 @@ func (t *tcpConn) WriteFrames(frames [][]byte, deadline time.Time) error {
 func (t *tcpConn) Close(hub.Disconnect) error { return t.c.Close() }
 
 func (t *tcpConn) Abort() { _ = t.c.Close() }
+
+var (
+	_ session.Conn      = (*tcpConn)(nil)
+	_ session.TryWriter = socketConn{}
+)

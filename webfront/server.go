@@ -70,10 +70,7 @@ type Server struct {
 	opts Options
 	log  *slog.Logger
 
-	ctx     context.Context
-	cancel  context.CancelFunc
-	group   session.Group
-	flusher *session.Flusher // the server's own, if it made one
+	front *session.Front
 }
 
 // New returns a server that admits browsers to h.
@@ -93,13 +90,7 @@ func New(h *hub.Hub, opts Options) *Server {
 	if opts.Ready == nil {
 		opts.Ready = func() bool { return true }
 	}
-	var own *session.Flusher
-	if opts.Session.Flusher == nil {
-		own = session.NewFlusher(0)
-		opts.Session.Flusher = own
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	return &Server{hub: h, opts: opts, log: opts.Logger, ctx: ctx, cancel: cancel, flusher: own}
+	return &Server{hub: h, opts: opts, log: opts.Logger, front: session.NewFront(h, opts.Session)}
 }
 
 // Routes returns the HTTP handler: the page, /ws, /healthz (alive),
@@ -154,7 +145,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	ws.SetReadLimit(int64(s.opts.MaxRequestBytes))
 	attrs := []any{"front", "ws", "remote", r.RemoteAddr}
 	s.log.Info("connection opened", attrs...)
-	opts := s.opts.Session
+	opts := s.front.Options()
 	opts.LogAttrs = attrs
 	opts.Peer = admission.Peer(r.RemoteAddr)
 	conn := &wsConn{ws: ws, conn: cw.conn}
@@ -174,7 +165,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		if conn.conn.w.CanTry() { // a plain socket (not TLS): it can write without blocking
 			sc = socketWSConn{conn}
 		}
-		_ = s.group.Run(s.ctx, session.New(s.hub, sc, opts))
+		_ = s.front.Run(s.front.NewSession(sc, opts))
 	}()
 }
 
@@ -182,16 +173,11 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 // gets what is queued for it) and waits for them, aborting the rest when ctx
 // expires.
 func (s *Server) Shutdown(ctx context.Context) error {
-	err := s.group.Shutdown(ctx)
-	s.cancel()
-	if s.flusher != nil {
-		s.flusher.Close() // after the sessions: none is left to flush
-	}
-	return err
+	return s.front.Shutdown(ctx)
 }
 
 // Len returns the number of open WebSocket connections.
-func (s *Server) Len() int { return s.group.Len() }
+func (s *Server) Len() int { return s.front.Len() }
 
 // wsConn adapts a WebSocket connection to session.Conn.
 type wsConn struct {
@@ -307,3 +293,8 @@ func (c *wsConn) Abort() {
 	c.stopKeepAlive()
 	_ = c.ws.CloseNow()
 }
+
+var (
+	_ session.Conn      = (*wsConn)(nil)
+	_ session.TryWriter = socketWSConn{}
+)

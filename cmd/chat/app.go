@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"chatroom/hub/wire"
 )
 
 // serverMsg is any object the server sends a protocol-1 client.
@@ -123,10 +125,8 @@ func (a *app) reconnect(ctx context.Context, cause error) (*connection, bool) {
 			continue
 		}
 		a.self, a.resuming = 0, true
-		req := map[string]any{"type": "login", "nickname": a.nick, "protocol": 1}
-		if a.epoch != "" {
-			req["epoch"], req["after"] = a.epoch, a.lastSeq[a.lobby()]
-		}
+		req := wire.Request{Type: wire.TypeLogin, Nickname: a.nick, Protocol: wire.ProtocolExtended,
+			Epoch: a.epoch, After: uint64(a.lastSeq[a.lobby()])}
 		if a.request(req) {
 			a.waiting = "login"
 			return c, true
@@ -236,10 +236,10 @@ func (a *app) command(line string) bool {
 		a.help()
 		return false
 	case "/who":
-		a.request(map[string]any{"type": "members", "room": a.room})
+		a.request(wire.Request{Type: wire.TypeMembers, Room: a.room})
 		return false
 	case "/rooms":
-		a.request(map[string]any{"type": "rooms"})
+		a.request(wire.Request{Type: wire.TypeRooms})
 		return false
 	case "/join", "/switch", "/j":
 		name := strings.ToLower(strings.TrimPrefix(strings.TrimSpace(rest), "#"))
@@ -251,7 +251,7 @@ func (a *app) command(line string) bool {
 		case word == "/switch":
 			a.ui.Problem("not in #" + name + "; /join it first")
 		default:
-			if a.request(map[string]any{"type": "join", "room": name}) {
+			if a.request(wire.Request{Type: wire.TypeJoin, Room: name}) {
 				a.waiting, a.waitingRoom = "join", name
 			}
 		}
@@ -261,7 +261,7 @@ func (a *app) command(line string) bool {
 		if name == "" {
 			name = a.room
 		}
-		a.request(map[string]any{"type": "leave", "room": name})
+		a.request(wire.Request{Type: wire.TypeLeave, Room: name})
 		return false
 	case "/msg":
 		to, text, _ := strings.Cut(strings.TrimSpace(rest), " ")
@@ -269,17 +269,17 @@ func (a *app) command(line string) bool {
 			a.ui.Problem("usage: /msg NICK TEXT")
 			return false
 		}
-		a.sendTo(map[string]any{"type": "private", "to": to, "message": text})
+		a.sendTo(wire.Request{Type: wire.TypePrivate, To: to, Message: text})
 		return false
 	case "/nick":
-		a.request(map[string]any{"type": "nick", "nickname": strings.TrimSpace(rest)})
+		a.request(wire.Request{Type: wire.TypeNick, Nickname: strings.TrimSpace(rest)})
 		return false
 	case "/search":
 		if strings.TrimSpace(rest) == "" {
 			a.ui.Problem("usage: /search TEXT")
 			return false
 		}
-		a.request(map[string]any{"type": "search", "room": a.room, "query": strings.TrimSpace(rest)})
+		a.request(wire.Request{Type: wire.TypeSearch, Room: a.room, Query: strings.TrimSpace(rest)})
 		return false
 	case "login":
 		if a.self != 0 {
@@ -323,7 +323,7 @@ func (a *app) login(nick string) {
 		a.ui.Problem("usage: login NAME")
 		return
 	}
-	if a.request(map[string]any{"type": "login", "nickname": nick, "protocol": 1}) {
+	if a.request(wire.Request{Type: wire.TypeLogin, Nickname: nick, Protocol: wire.ProtocolExtended}) {
 		a.nick = nick
 		a.waiting = "login"
 	}
@@ -338,11 +338,11 @@ func (a *app) send(text string) {
 	if text == "" {
 		return
 	}
-	a.sendTo(map[string]any{"type": "broadcast", "room": a.room, "message": text})
+	a.sendTo(wire.Request{Type: wire.TypeBroadcast, Room: a.room, Message: text})
 }
 
 // sendTo sends a message request whose echo (or refusal) will acknowledge it.
-func (a *app) sendTo(req map[string]any) {
+func (a *app) sendTo(req wire.Request) {
 	if a.self == 0 {
 		a.ui.Problem("not logged in: type 'login NAME' first")
 		a.failed = true
@@ -369,7 +369,7 @@ func (a *app) where(room string) string {
 }
 
 // request writes one request object, one per line.
-func (a *app) request(req map[string]any) bool {
+func (a *app) request(req wire.Request) bool {
 	b, err := json.Marshal(req)
 	if err != nil {
 		a.ui.Problem(err.Error())
@@ -405,7 +405,7 @@ func (a *app) show(m serverMsg) {
 		if a.resuming {
 			a.resuming = false
 			for _, room := range a.rooms[min(1, len(a.rooms)):] { // the lobby comes with the login
-				a.request(map[string]any{"type": "join", "room": room, "epoch": a.epoch, "after": a.lastSeq[room]})
+				a.request(wire.Request{Type: wire.TypeJoin, Room: room, Epoch: a.epoch, After: uint64(a.lastSeq[room])})
 			}
 		}
 	case "joined":

@@ -36,36 +36,37 @@ var ErrBadRequest = errors.New("bad request")
 // ErrSpoofedSender is wrapped by CheckSender's refusals.
 var ErrSpoofedSender = errors.New("spoofed sender")
 
-// Request is one decoded client request. Fields a type does not use are
-// ignored.
+// Request is one client request: what the server decodes, and what a Go
+// client (cmd/chat, cmd/chatbench) encodes. Fields a type does not use are
+// ignored, and left out when encoded.
 type Request struct {
 	Type     string `json:"type"`
-	Nickname string `json:"nickname"`
-	Message  string `json:"message"`
+	Nickname string `json:"nickname,omitempty"`
+	Message  string `json:"message,omitempty"`
 	// Protocol is ProtocolExtended from clients that opt in to the extended
 	// shape; 0 (absent) means the original protocol.
-	Protocol int `json:"protocol"`
+	Protocol int `json:"protocol,omitempty"`
 	// SenderID is what the client claims to be; see CheckSender.
-	SenderID json.RawMessage `json:"sender_id"`
+	SenderID json.RawMessage `json:"sender_id,omitempty"`
 	// Room names the room of a broadcast, join, leave, members, history or
 	// typing request; empty means the lobby.
-	Room string `json:"room"`
+	Room string `json:"room,omitempty"`
 	// To is the nickname a private message is for.
-	To string `json:"to"`
+	To string `json:"to,omitempty"`
 	// ToID, when not 0, is the id of the member a private message is for
 	// (and To is ignored).
-	ToID int64 `json:"to_id"`
+	ToID int64 `json:"to_id,omitempty"`
 	// Before asks history for messages with a lower seq (0: the latest).
-	Before uint64 `json:"before"`
+	Before uint64 `json:"before,omitempty"`
 	// Limit bounds a history or search reply.
-	Limit int `json:"limit"`
+	Limit int `json:"limit,omitempty"`
 	// Epoch and After resume a room (the lobby, for a login): the
 	// history's epoch (from the login reply) and the last seq the client
 	// has there. Either one set asks to resume.
-	Epoch string `json:"epoch"`
-	After uint64 `json:"after"`
+	Epoch string `json:"epoch,omitempty"`
+	After uint64 `json:"after,omitempty"`
 	// Query is what a search looks for.
-	Query string `json:"query"`
+	Query string `json:"query,omitempty"`
 }
 
 // Position is where the request resumes from (the zero Position: a plain

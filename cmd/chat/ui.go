@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"golang.org/x/term"
 
@@ -76,13 +74,7 @@ func newTerminalUI(in *os.File, out io.Writer) (*terminalUI, func(), error) {
 		}
 	}
 	resize()
-	winch := make(chan os.Signal, 1)
-	signal.Notify(winch, syscall.SIGWINCH)
-	go func() {
-		for range winch {
-			resize()
-		}
-	}()
+	stopResizes := onResize(resize)
 	u := &terminalUI{t: t, lines: make(chan string)}
 	go func() {
 		defer close(u.lines)
@@ -95,7 +87,7 @@ func newTerminalUI(in *os.File, out io.Writer) (*terminalUI, func(), error) {
 		}
 	}()
 	restore := func() {
-		signal.Stop(winch)
+		stopResizes()
 		_ = term.Restore(fd, state)
 		fmt.Fprintln(out)
 	}

@@ -7,7 +7,7 @@ import (
 	"io/fs"
 )
 
-//go:embed index.html app.js style.css
+//go:embed index.html *.js style.css
 var files embed.FS
 
 // Files returns the page's files, rooted at the site's root.

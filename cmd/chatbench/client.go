@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	proto "chatroom/hub/wire"
 )
 
 // wire is one benchmark client's connection: TCP (one object per line from
@@ -116,9 +118,9 @@ func dial(ctx context.Context, cfg config, i int, ws bool) (wire, error) {
 
 // login sends the login request and reads up to its reply.
 func login(w wire, nick string, original bool) error {
-	req := `{"type":"login","nickname":"` + nick + `","protocol":1}` + "\n"
-	if original {
-		req = `{"type": "login", "nickname": "` + nick + `"}`
+	req := `{"type":"` + proto.TypeLogin + `","nickname":"` + nick + `","protocol":1}` + "\n"
+	if original { // as the original client writes it: spaces, no newline
+		req = `{"type": "` + proto.TypeLogin + `", "nickname": "` + nick + `"}`
 	}
 	if err := w.write([]byte(req)); err != nil {
 		return fmt.Errorf("login %s: %w", nick, err)

@@ -28,6 +28,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	proto "chatroom/hub/wire"
 )
 
 type config struct {
@@ -301,7 +303,7 @@ func (c *client) read() {
 }
 
 // An extended object starts with its type; an original push has none.
-var typeKey, messageType = []byte(`{"type":"`), []byte(`{"type":"message"`)
+var typeKey, messageType = []byte(`{"type":"`), []byte(`{"type":"` + proto.EventMessage + `"`)
 
 // handle takes one object from the server, recording a benchmark message.
 // Only the client's reader (its goroutine or its poller) calls it.
@@ -375,11 +377,11 @@ func count(clients []*client, f func(*client) int64) (n int64) {
 // request frames a broadcast as the chosen protocol's client would.
 func request(dst []byte, original bool, text []byte) []byte {
 	if original {
-		dst = append(dst, `{"type": "broadcast", "message": "`...)
+		dst = append(dst, `{"type": "`+proto.TypeBroadcast+`", "message": "`...)
 		dst = append(dst, text...)
 		return append(dst, `"}`...)
 	}
-	dst = append(dst, `{"type":"broadcast","message":"`...)
+	dst = append(dst, `{"type":"`+proto.TypeBroadcast+`","message":"`...)
 	dst = append(dst, text...)
 	return append(dst, "\"}\n"...)
 }

@@ -68,7 +68,10 @@ type msg map[string]any
 func (m msg) str(k string) string { s, _ := m[k].(string); return s }
 func (m msg) num(k string) int64  { f, _ := m[k].(float64); return int64(f) }
 
-// client is a test client over TCP or WebSocket.
+// client is a test client over TCP or WebSocket. The tests write requests
+// as raw JSON on purpose, as an outside client would: a test of the wire
+// that used the server's own protocol constants would not notice a
+// constant renamed on both sides at once.
 type client struct {
 	t    *testing.T
 	name string

@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"chatroom/hub/wire"
+	"chatroom/hub/wire/proto"
 )
 
 // A connection whose first non-blank byte is not '{' is a person at a raw
@@ -84,10 +85,10 @@ func (h *human) request(line []byte) ([]byte, error) {
 	}
 	word, rest, _ := strings.Cut(text, " ")
 	rest = strings.TrimSpace(rest)
-	req := map[string]any{}
+	var req proto.Request
 	switch strings.ToLower(word) {
 	case "login":
-		req = map[string]any{"type": "login", "nickname": rest, "protocol": 1}
+		req = proto.Request{Type: proto.TypeLogin, Nickname: rest, Protocol: proto.ProtocolExtended}
 	case "send":
 		req = h.broadcastLocked(rest)
 	case "/quit", "/exit", "quit":
@@ -104,7 +105,7 @@ func (h *human) request(line []byte) ([]byte, error) {
 			return nil, nil
 		}
 		h.joining = room
-		req = map[string]any{"type": "join", "room": rest}
+		req = proto.Request{Type: proto.TypeJoin, Room: rest}
 	case "/switch":
 		room := strings.ToLower(strings.TrimPrefix(rest, "#"))
 		if !h.inLocked(room) {
@@ -118,18 +119,18 @@ func (h *human) request(line []byte) ([]byte, error) {
 		if rest == "" {
 			rest = h.room
 		}
-		req = map[string]any{"type": "leave", "room": rest}
+		req = proto.Request{Type: proto.TypeLeave, Room: rest}
 	case "/rooms":
-		req = map[string]any{"type": "rooms"}
+		req = proto.Request{Type: proto.TypeRooms}
 	case "/who":
-		req = map[string]any{"type": "members", "room": h.room}
+		req = proto.Request{Type: proto.TypeMembers, Room: h.room}
 	case "/msg":
 		to, msg, _ := strings.Cut(rest, " ")
-		req = map[string]any{"type": "private", "to": to, "message": strings.TrimSpace(msg)}
+		req = proto.Request{Type: proto.TypePrivate, To: to, Message: strings.TrimSpace(msg)}
 	case "/nick":
-		req = map[string]any{"type": "nick", "nickname": rest}
+		req = proto.Request{Type: proto.TypeNick, Nickname: rest}
 	case "/search":
-		req = map[string]any{"type": "search", "room": h.room, "query": rest}
+		req = proto.Request{Type: proto.TypeSearch, Room: h.room, Query: rest}
 	default:
 		if strings.HasPrefix(word, "/") {
 			h.say("* unknown command " + wire.Printable(word) + "; /help lists them\r\n")
@@ -145,8 +146,8 @@ func (h *human) request(line []byte) ([]byte, error) {
 }
 
 // broadcastLocked is a message to the current room.
-func (h *human) broadcastLocked(text string) map[string]any {
-	return map[string]any{"type": "broadcast", "room": h.room, "message": text}
+func (h *human) broadcastLocked(text string) proto.Request {
+	return proto.Request{Type: proto.TypeBroadcast, Room: h.room, Message: text}
 }
 
 func (h *human) inLocked(room string) bool {
@@ -165,33 +166,6 @@ func (h *human) say(text string) {
 	_ = h.out([]byte(text))
 }
 
-// event is any object the session writes, decoded loosely.
-type event struct {
-	Type           string  `json:"type"`
-	Status         string  `json:"status"`
-	ID             int64   `json:"id"`
-	Nickname       string  `json:"nickname"`
-	Error          string  `json:"error"`
-	Room           string  `json:"room"`
-	Time           string  `json:"time"`
-	SenderNickname string  `json:"sender_nickname"`
-	ToNickname     string  `json:"to_nickname"`
-	Message        string  `json:"message"`
-	Query          string  `json:"query"`
-	Members        []named `json:"members"`
-	Messages       []event `json:"messages"`
-	Rooms          []struct {
-		Room    string `json:"room"`
-		Members int    `json:"members"`
-		Joined  bool   `json:"joined"`
-	} `json:"rooms"`
-	RawHistory json.RawMessage `json:"history"`
-}
-
-type named struct {
-	Nickname string `json:"nickname"`
-}
-
 // render turns the session's frames (extended-protocol objects) into lines
 // of text, updating the person's state from them.
 func (h *human) render(frames [][]byte) [][]byte {
@@ -199,7 +173,7 @@ func (h *human) render(frames [][]byte) [][]byte {
 	defer h.mu.Unlock()
 	out := make([][]byte, 0, len(frames))
 	for _, f := range frames {
-		var ev event
+		var ev proto.Message
 		if err := json.Unmarshal(f, &ev); err != nil {
 			continue // not an object: nothing a person needs
 		}
@@ -212,13 +186,13 @@ func (h *human) render(frames [][]byte) [][]byte {
 
 // lineLocked is the text for one event ("" for nothing), each line ending
 // in CRLF (what telnet expects; nc shows it the same).
-func (h *human) lineLocked(ev *event) string {
+func (h *human) lineLocked(ev *proto.Message) string {
 	var b strings.Builder
 	line := func(format string, args ...any) {
 		b.WriteString(wire.Printable(fmt.Sprintf(format, args...)))
 		b.WriteString("\r\n")
 	}
-	msg := func(m *event) {
+	msg := func(m *proto.Message) {
 		line("%s [#%s] %s: %s", clock(m.Time), m.Room, m.SenderNickname, m.Message)
 	}
 	switch ev.Type {
@@ -230,8 +204,7 @@ func (h *human) lineLocked(ev *event) string {
 		h.loggedIn, h.nick = true, ev.Nickname
 		line("* logged in as %s. Plain lines go to the current room; /help lists the commands.", ev.Nickname)
 	case "joined":
-		var hist []event
-		_ = json.Unmarshal(ev.RawHistory, &hist)
+		hist := ev.HistoryMessages()
 		for i := range hist {
 			hist[i].Room = ev.Room
 			msg(&hist[i])

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"chatroom/hub/wire/proto"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,47 +12,15 @@ import (
 	"sort"
 	"strings"
 	"time"
-
-	"chatroom/hub/wire"
 )
 
-// serverMsg is any object the server sends a protocol-1 client.
-type serverMsg struct {
-	Type           string   `json:"type"`
-	Status         string   `json:"status"`
-	ID             int64    `json:"id"`
-	Nickname       string   `json:"nickname"`
-	Error          string   `json:"error"`
-	Request        string   `json:"request"`
-	Room           string   `json:"room"`
-	Time           string   `json:"time"`
-	SenderID       int64    `json:"sender_id"`
-	SenderNickname string   `json:"sender_nickname"`
-	ToNickname     string   `json:"to_nickname"`
-	Message        string   `json:"message"`
-	Members        []member `json:"members"`
-	// History is joined's history (an array of messages), or, in one of
-	// those messages, the flag true: decoded by historyOf.
-	History  json.RawMessage `json:"history"`
-	Messages []serverMsg     `json:"messages"`
-	Rooms    []roomInfo      `json:"rooms"`
-	Seq      int64           `json:"seq"`
-	Epoch    string          `json:"epoch"`
-	Resumed  bool            `json:"resumed"`
-	Gap      bool            `json:"gap"`
-	Query    string          `json:"query"`
-}
-
-type roomInfo struct {
-	Room    string `json:"room"`
-	Members int    `json:"members"`
-	Joined  bool   `json:"joined"`
-}
-
-type member struct {
-	ID       int64  `json:"id"`
-	Nickname string `json:"nickname"`
-}
+// serverMsg is any object the server sends; member and roomInfo are its
+// parts (the protocol's own types).
+type (
+	serverMsg = proto.Message
+	member    = proto.Member
+	roomInfo  = proto.RoomInfo
+)
 
 // app is one chat session: the connection, the state of the conversation and
 // the user interface, all driven from one goroutine (run).
@@ -125,7 +94,7 @@ func (a *app) reconnect(ctx context.Context, cause error) (*connection, bool) {
 			continue
 		}
 		a.self, a.resuming = 0, true
-		req := wire.Request{Type: wire.TypeLogin, Nickname: a.nick, Protocol: wire.ProtocolExtended,
+		req := proto.Request{Type: proto.TypeLogin, Nickname: a.nick, Protocol: proto.ProtocolExtended,
 			Epoch: a.epoch, After: uint64(a.lastSeq[a.lobby()])}
 		if a.request(req) {
 			a.waiting = "login"
@@ -236,10 +205,10 @@ func (a *app) command(line string) bool {
 		a.help()
 		return false
 	case "/who":
-		a.request(wire.Request{Type: wire.TypeMembers, Room: a.room})
+		a.request(proto.Request{Type: proto.TypeMembers, Room: a.room})
 		return false
 	case "/rooms":
-		a.request(wire.Request{Type: wire.TypeRooms})
+		a.request(proto.Request{Type: proto.TypeRooms})
 		return false
 	case "/join", "/switch", "/j":
 		name := strings.ToLower(strings.TrimPrefix(strings.TrimSpace(rest), "#"))
@@ -251,7 +220,7 @@ func (a *app) command(line string) bool {
 		case word == "/switch":
 			a.ui.Problem("not in #" + name + "; /join it first")
 		default:
-			if a.request(wire.Request{Type: wire.TypeJoin, Room: name}) {
+			if a.request(proto.Request{Type: proto.TypeJoin, Room: name}) {
 				a.waiting, a.waitingRoom = "join", name
 			}
 		}
@@ -261,7 +230,7 @@ func (a *app) command(line string) bool {
 		if name == "" {
 			name = a.room
 		}
-		a.request(wire.Request{Type: wire.TypeLeave, Room: name})
+		a.request(proto.Request{Type: proto.TypeLeave, Room: name})
 		return false
 	case "/msg":
 		to, text, _ := strings.Cut(strings.TrimSpace(rest), " ")
@@ -269,17 +238,17 @@ func (a *app) command(line string) bool {
 			a.ui.Problem("usage: /msg NICK TEXT")
 			return false
 		}
-		a.sendTo(wire.Request{Type: wire.TypePrivate, To: to, Message: text})
+		a.sendTo(proto.Request{Type: proto.TypePrivate, To: to, Message: text})
 		return false
 	case "/nick":
-		a.request(wire.Request{Type: wire.TypeNick, Nickname: strings.TrimSpace(rest)})
+		a.request(proto.Request{Type: proto.TypeNick, Nickname: strings.TrimSpace(rest)})
 		return false
 	case "/search":
 		if strings.TrimSpace(rest) == "" {
 			a.ui.Problem("usage: /search TEXT")
 			return false
 		}
-		a.request(wire.Request{Type: wire.TypeSearch, Room: a.room, Query: strings.TrimSpace(rest)})
+		a.request(proto.Request{Type: proto.TypeSearch, Room: a.room, Query: strings.TrimSpace(rest)})
 		return false
 	case "login":
 		if a.self != 0 {
@@ -323,7 +292,7 @@ func (a *app) login(nick string) {
 		a.ui.Problem("usage: login NAME")
 		return
 	}
-	if a.request(wire.Request{Type: wire.TypeLogin, Nickname: nick, Protocol: wire.ProtocolExtended}) {
+	if a.request(proto.Request{Type: proto.TypeLogin, Nickname: nick, Protocol: proto.ProtocolExtended}) {
 		a.nick = nick
 		a.waiting = "login"
 	}
@@ -338,11 +307,11 @@ func (a *app) send(text string) {
 	if text == "" {
 		return
 	}
-	a.sendTo(wire.Request{Type: wire.TypeBroadcast, Room: a.room, Message: text})
+	a.sendTo(proto.Request{Type: proto.TypeBroadcast, Room: a.room, Message: text})
 }
 
 // sendTo sends a message request whose echo (or refusal) will acknowledge it.
-func (a *app) sendTo(req wire.Request) {
+func (a *app) sendTo(req proto.Request) {
 	if a.self == 0 {
 		a.ui.Problem("not logged in: type 'login NAME' first")
 		a.failed = true
@@ -369,7 +338,7 @@ func (a *app) where(room string) string {
 }
 
 // request writes one request object, one per line.
-func (a *app) request(req wire.Request) bool {
+func (a *app) request(req proto.Request) bool {
 	b, err := json.Marshal(req)
 	if err != nil {
 		a.ui.Problem(err.Error())
@@ -405,7 +374,7 @@ func (a *app) show(m serverMsg) {
 		if a.resuming {
 			a.resuming = false
 			for _, room := range a.rooms[min(1, len(a.rooms)):] { // the lobby comes with the login
-				a.request(wire.Request{Type: wire.TypeJoin, Room: room, Epoch: a.epoch, After: uint64(a.lastSeq[room])})
+				a.request(proto.Request{Type: proto.TypeJoin, Room: room, Epoch: a.epoch, After: uint64(a.lastSeq[room])})
 			}
 		}
 	case "joined":
@@ -417,7 +386,7 @@ func (a *app) show(m serverMsg) {
 			a.rooms = append(a.rooms, m.Room)
 		}
 		missed := 0
-		for _, h := range historyOf(m) {
+		for _, h := range m.HistoryMessages() {
 			if m.Resumed {
 				if h.Type == "message" {
 					missed++
@@ -524,13 +493,6 @@ func (a *app) showRoomEvent(m serverMsg) {
 		return
 	}
 	a.ui.Show(printable(fmt.Sprintf("%s%s * %s", a.where(m.Room), clock(m.Time), m.Message)))
-}
-
-// historyOf decodes joined's history.
-func historyOf(m serverMsg) []serverMsg {
-	var out []serverMsg
-	_ = json.Unmarshal(m.History, &out) // absent or not an array: none
-	return out
 }
 
 func names(ms []member) string {

@@ -14,7 +14,7 @@ import (
 
 	"github.com/coder/websocket"
 
-	proto "chatroom/hub/wire"
+	"chatroom/hub/wire/proto"
 )
 
 // wire is one benchmark client's connection: TCP (one object per line from

@@ -29,7 +29,7 @@ import (
 	"syscall"
 	"time"
 
-	proto "chatroom/hub/wire"
+	"chatroom/hub/wire/proto"
 )
 
 type config struct {

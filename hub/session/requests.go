@@ -12,6 +12,7 @@ import (
 
 	"chatroom/hub"
 	"chatroom/hub/wire"
+	"chatroom/hub/wire/proto"
 )
 
 // safeReadLoop is readLoop with a panic contained to this connection.
@@ -55,7 +56,7 @@ func (s *Session) readLoop(ctx context.Context) hub.Disconnect {
 //go:noinline
 func (s *Session) serveFrame(ctx context.Context, frame []byte) (stop bool) {
 	if s.requests != nil && !s.requests.Allow() {
-		s.refuse(wire.Request{Type: "?"}, errRateLimited)
+		s.refuse(proto.Request{Type: "?"}, errRateLimited)
 	} else {
 		s.handle(ctx, frame)
 	}
@@ -98,9 +99,9 @@ func refusalLabel(err error) string {
 		return "replies_waiting"
 	case errors.Is(err, hub.ErrRecipientBusy):
 		return "recipient_busy"
-	case errors.Is(err, wire.ErrSpoofedSender):
+	case errors.Is(err, proto.ErrSpoofedSender):
 		return "spoofed_sender"
-	case errors.Is(err, wire.ErrBadRequest):
+	case errors.Is(err, proto.ErrBadRequest):
 		return "bad_request"
 	case errors.Is(err, errUnknownType):
 		return "unknown_type"
@@ -114,12 +115,12 @@ func refusalLabel(err error) string {
 	return "other"
 }
 func (s *Session) handle(ctx context.Context, frame []byte) {
-	req, err := wire.DecodeRequest(frame)
+	req, err := proto.DecodeRequest(frame)
 	if err != nil {
 		s.refuse(req, err)
 		return
 	}
-	if req.Type == wire.TypeLogin {
+	if req.Type == proto.TypeLogin {
 		s.login(ctx, req)
 		return
 	}
@@ -136,44 +137,44 @@ func (s *Session) handle(ctx context.Context, frame []byte) {
 // original protocol's are for extended clients, but nothing breaks if an
 // original client sends them: their replies are extended objects, which
 // only a client that knows the request would send it.
-func (s *Session) serve(ctx context.Context, req wire.Request) error {
+func (s *Session) serve(ctx context.Context, req proto.Request) error {
 	id := s.self.ID
 	switch req.Type {
-	case wire.TypeJoin, wire.TypeLeave, wire.TypeRooms, wire.TypeHistory, wire.TypeMembers, wire.TypeNick, wire.TypeSearch:
+	case proto.TypeJoin, proto.TypeLeave, proto.TypeRooms, proto.TypeHistory, proto.TypeMembers, proto.TypeNick, proto.TypeSearch:
 		if s.repliesBacklogged() {
 			return errRepliesWaiting
 		}
 	}
 	switch req.Type {
-	case wire.TypeBroadcast:
+	case proto.TypeBroadcast:
 		if err := req.CheckSender(id); err != nil {
 			s.logAt(slog.LevelWarn, "spoofed sender refused", "id", id, "claimed", string(req.SenderID))
 			return err
 		}
 		return s.hub.Publish(ctx, id, req.Room, req.Message)
-	case wire.TypePrivate:
+	case proto.TypePrivate:
 		if req.ToID != 0 {
 			return s.hub.PrivateTo(ctx, id, req.ToID, req.Message)
 		}
 		return s.hub.Private(ctx, id, req.To, req.Message)
-	case wire.TypeJoin:
-		_, err := s.hub.JoinRoomFrom(ctx, id, req.Room, req.Position())
+	case proto.TypeJoin:
+		_, err := s.hub.JoinRoomFrom(ctx, id, req.Room, wire.PositionOf(req))
 		return err
-	case wire.TypeLeave:
+	case proto.TypeLeave:
 		_, err := s.hub.LeaveRoom(ctx, id, req.Room)
 		return err
-	case wire.TypeTyping:
+	case proto.TypeTyping:
 		return s.hub.Typing(ctx, id, req.Room)
-	case wire.TypeNick:
+	case proto.TypeNick:
 		self, err := s.hub.Rename(ctx, id, req.Nickname)
 		if err != nil {
 			return err
 		}
 		s.self = self
 		s.reply(wire.Nick(self))
-	case wire.TypeRooms:
+	case proto.TypeRooms:
 		s.reply(wire.Rooms(s.hub.Rooms(id)))
-	case wire.TypeHistory:
+	case proto.TypeHistory:
 		limit := req.Limit
 		if limit <= 0 || limit > maxHistoryPage {
 			limit = maxHistoryPage
@@ -183,7 +184,7 @@ func (s *Session) serve(ctx context.Context, req wire.Request) error {
 			return err
 		}
 		s.reply(wire.History(room, req.Before, events))
-	case wire.TypeSearch:
+	case proto.TypeSearch:
 		limit := req.Limit
 		if limit <= 0 || limit > maxHistoryPage {
 			limit = defaultSearchLimit
@@ -193,7 +194,7 @@ func (s *Session) serve(ctx context.Context, req wire.Request) error {
 			return err
 		}
 		s.reply(wire.Search(room, req.Query, events))
-	case wire.TypeMembers:
+	case proto.TypeMembers:
 		room, members, err := s.hub.RoomMembers(id, req.Room)
 		if err != nil {
 			return err
@@ -220,7 +221,7 @@ const (
 	defaultSearchLimit = 50
 )
 
-func (s *Session) login(ctx context.Context, req wire.Request) {
+func (s *Session) login(ctx context.Context, req proto.Request) {
 	if s.loggedIn.Load() {
 		s.refuse(req, errAlreadyLoggedIn)
 		return
@@ -228,7 +229,7 @@ func (s *Session) login(ctx context.Context, req wire.Request) {
 	s.mu.Lock()
 	s.extended = req.Extended()
 	s.mu.Unlock()
-	self, err := s.hub.LoginFrom(ctx, s.opts.Peer, req.Nickname, s, req.Position())
+	self, err := s.hub.LoginFrom(ctx, s.opts.Peer, req.Nickname, s, wire.PositionOf(req))
 	if err != nil {
 		s.logAt(slog.LevelInfo, "login refused", "err", err)
 		s.opts.Observer.Refused(refusalLabel(err))
@@ -245,7 +246,7 @@ func (s *Session) login(ctx context.Context, req wire.Request) {
 // extended client, a printable System push to a logged-in original client,
 // and only a log line to an original client that has not logged in (it cannot
 // parse anything else).
-func (s *Session) refuse(req wire.Request, err error) {
+func (s *Session) refuse(req proto.Request, err error) {
 	s.logAt(slog.LevelDebug, "request refused", "id", s.self.ID, "type", req.Type, "err", err)
 	s.opts.Observer.Refused(refusalLabel(err))
 	if !s.refusals.Allow() {

@@ -2,6 +2,8 @@ package wire
 
 import (
 	"strconv"
+
+	"chatroom/hub/wire/proto"
 	"unicode/utf8"
 
 	"chatroom/hub"
@@ -108,45 +110,28 @@ func OriginalPushes(from hub.Identity, text string) [][]byte {
 	return frames
 }
 
-// Event types: the "type" of what the server sends in the extended shape
-// (replies carry their request's type, see request.go). They are the
-// protocol's, named here once: hub.Kind's String is for logs, and renaming
-// a log label must not change the wire.
-const (
-	EventMessage = "message"
-	EventJoin    = "join"
-	EventLeave   = "leave"
-	EventRename  = "rename"
-	EventNotice  = "notice"
-	EventPrivate = "private"
-	EventTyping  = "typing"
-	EventJoined  = "joined"
-	EventLeft    = "left"
-	EventError   = "error"
-)
-
 // EventType is the wire "type" of an event of kind k ("" for kinds that
 // are not sent as themselves).
 func EventType(k hub.Kind) string {
 	switch k {
 	case hub.KindMessage:
-		return EventMessage
+		return proto.EventMessage
 	case hub.KindJoin:
-		return EventJoin
+		return proto.EventJoin
 	case hub.KindLeave:
-		return EventLeave
+		return proto.EventLeave
 	case hub.KindRename:
-		return EventRename
+		return proto.EventRename
 	case hub.KindNotice:
-		return EventNotice
+		return proto.EventNotice
 	case hub.KindPrivate:
-		return EventPrivate
+		return proto.EventPrivate
 	case hub.KindTyping:
-		return EventTyping
+		return proto.EventTyping
 	case hub.KindJoined:
-		return EventJoined
+		return proto.EventJoined
 	case hub.KindLeft:
-		return EventLeft
+		return proto.EventLeft
 	}
 	return ""
 }
@@ -321,7 +306,7 @@ func encodeWelcome(b []byte, ev *hub.Event, extended bool) []byte {
 	}
 	b = appendInt(append(b, `{"type":"login","status":"ok","id":`...), ev.Subject.ID)
 	b = appendString(append(b, `,"nickname":`...), ev.Subject.Nickname)
-	b = appendInt(append(b, `,"protocol":`...), ProtocolExtended)
+	b = appendInt(append(b, `,"protocol":`...), proto.ProtocolExtended)
 	b = appendString(append(b, `,"epoch":`...), ev.Epoch)
 	return append(b, "}\n"...)
 }

@@ -11,7 +11,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"chatroom/hub/wire"
 	"chatroom/hub/wire/proto"
 )
 
@@ -133,7 +132,7 @@ func (h *human) request(line []byte) ([]byte, error) {
 		req = proto.Request{Type: proto.TypeSearch, Room: h.room, Query: rest}
 	default:
 		if strings.HasPrefix(word, "/") {
-			h.say("* unknown command " + wire.Printable(word) + "; /help lists them\r\n")
+			h.say("* unknown command " + proto.Printable(word) + "; /help lists them\r\n")
 			return nil, nil
 		}
 		req = h.broadcastLocked(text)
@@ -189,7 +188,7 @@ func (h *human) render(frames [][]byte) [][]byte {
 func (h *human) lineLocked(ev *proto.Message) string {
 	var b strings.Builder
 	line := func(format string, args ...any) {
-		b.WriteString(wire.Printable(fmt.Sprintf(format, args...)))
+		b.WriteString(proto.Printable(fmt.Sprintf(format, args...)))
 		b.WriteString("\r\n")
 	}
 	msg := func(m *proto.Message) {

@@ -2,13 +2,12 @@ package main
 
 import (
 	"bufio"
+	"chatroom/hub/wire/proto"
 	"fmt"
 	"io"
 	"os"
 
 	"golang.org/x/term"
-
-	"chatroom/hub/wire"
 )
 
 // ui is where chat reads commands and shows the room.
@@ -101,4 +100,4 @@ func (u *terminalUI) Interactive() bool    { return true }
 func (u *terminalUI) SetRoom(room string)  { u.t.SetPrompt("#" + room + "> ") }
 
 // printable makes text from the network safe for a terminal.
-func printable(s string) string { return wire.Printable(s) }
+func printable(s string) string { return proto.Printable(s) }

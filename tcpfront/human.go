@@ -29,20 +29,6 @@ import (
 // greeting is what a person sees after the first line they type.
 const greeting = "* Welcome. Type 'login NAME' to join, then chat; /help lists the commands.\r\n"
 
-var humanHelp = []string{
-	"login NAME       log in",
-	"send TEXT        say TEXT in the current room (a plain line works too)",
-	"/join ROOM       join a room (or switch to it) and talk there",
-	"/switch ROOM     talk in another room you are in",
-	"/leave [ROOM]    leave the current room (or ROOM)",
-	"/rooms           list rooms",
-	"/who             list the current room's members",
-	"/msg NICK TEXT   private message",
-	"/nick NAME       change your nickname",
-	"/search TEXT     find messages of the current room containing TEXT",
-	"/quit            leave",
-}
-
 // human is one person's line-mode state. Requests are translated on the
 // session's reader goroutine and replies rendered on its writer: mu guards
 // what both touch.
@@ -94,7 +80,7 @@ func (h *human) request(line []byte) ([]byte, error) {
 		h.say("* bye\r\n")
 		return nil, errQuit
 	case "/help", "help":
-		h.say(strings.Join(humanHelp, "\r\n") + "\r\n")
+		h.say(strings.Join(proto.CommandHelp, "\r\n") + "\r\n")
 		return nil, nil
 	case "/join", "/j":
 		room := strings.ToLower(strings.TrimPrefix(rest, "#"))

@@ -270,19 +270,7 @@ func (a *app) command(line string) bool {
 }
 
 func (a *app) help() {
-	for _, l := range []string{
-		"login NAME       log in",
-		"send MESSAGE     send a message to the current room (a plain line works too)",
-		"/join ROOM       join a room (or switch to it if you are in it) and send plain lines there",
-		"/switch ROOM     send plain lines to a room you are in",
-		"/leave [ROOM]    leave the current room (or ROOM)",
-		"/rooms           list rooms",
-		"/who             list the current room's members",
-		"/msg NICK TEXT   private message",
-		"/nick NAME       change your nickname",
-		"/search TEXT     find messages of the current room containing TEXT",
-		"/quit            leave the chat",
-	} {
+	for _, l := range proto.CommandHelp {
 		a.ui.Show(l)
 	}
 }

@@ -48,6 +48,7 @@ type MemoryBroker struct {
 	space     *sync.Cond // signals publishers: the queue has room, or closed
 	closed    bool
 	toDeliver chan []*Event
+	delivered map[*Event]chan struct{} // notices whose publishers wait for their delivery
 	workers   sync.WaitGroup
 	panics    atomic.Int64 // deliveries that panicked (a bug in the fan-out)
 }

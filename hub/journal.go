@@ -83,6 +83,19 @@ func (b *MemoryBroker) publishJournaled(ev *Event) error {
 	}
 	b.queue = append(b.queue, ev)
 	b.wake.Signal()
+	if ev.Kind != KindNotice {
+		return nil
+	}
+	// A server-wide notice (the shutdown's) is rare and must reach members
+	// before what follows it (their disconnection): wait for its delivery.
+	done := make(chan struct{})
+	if b.delivered == nil {
+		b.delivered = make(map[*Event]chan struct{})
+	}
+	b.delivered[ev] = done
+	b.mu.Unlock()
+	<-done
+	b.mu.Lock() // for the deferred Unlock
 	return nil
 }
 
@@ -179,6 +192,14 @@ func (b *MemoryBroker) deliverLoop() {
 	for batch := range b.toDeliver {
 		for _, ev := range batch {
 			b.deliverSafely(ev)
+			if ev.Kind == KindNotice {
+				b.mu.Lock()
+				if done := b.delivered[ev]; done != nil {
+					delete(b.delivered, ev)
+					close(done)
+				}
+				b.mu.Unlock()
+			}
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -317,7 +318,14 @@ func TestSlowClientIsDroppedOthersCarryOn(t *testing.T) {
 }
 
 func TestShutdownClosesEveryMember(t *testing.T) {
-	m := startServer(t)
+	t.Run("in memory", func(t *testing.T) { shutdownClosesEveryMember(t, "") })
+	// With a database the notice goes through the journaled broker, which
+	// delivers after the publisher returns: it must still come first.
+	t.Run("durable", func(t *testing.T) { shutdownClosesEveryMember(t, filepath.Join(t.TempDir(), "chat.db")) })
+}
+
+func shutdownClosesEveryMember(t *testing.T, dataPath string) {
+	m := startServer(t, func(c *Config) { c.DataPath = dataPath })
 	orig := dialTCP(t, m, "orig")
 	orig.loginOriginal("orig")
 	ext := dialTCP(t, m, "ext")

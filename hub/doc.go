@@ -67,24 +67,31 @@
 //     writes, and its deliverer takes Hub.mu for reading per event, like a
 //     publisher; MemoryBroker.mu guards only its queue there (Journal.Write
 //     runs without it), except that the first event of a room reads the
-//     room's last seq from the journal under it, once.
+//     room's last seq from the journal under it, once. No lock is held
+//     during socket I/O anywhere: Subscriber.Deliver only appends to a
+//     queue.
 //
 //   - Rooms' lives. A room is created by its first join and stays while it
 //     has members; once empty it stays, with its history, until a new room
 //     needs its place (MaxRooms). It is removed then, under Hub.mu, and the
 //     in-memory broker and history forget it (RoomForgetter). Nothing can
-//     be on its way to a room with no members: every event in a room comes
-//     from a member in it, on that member's goroutine, and a member's last
-//     leave is not announced (nobody is left to tell). No
-//     lock is held during socket I/O anywhere: Subscriber.Deliver only
-//     appends to a queue.
+//     be on its way to a room with no members from the in-memory broker:
+//     every event in a room comes from a member in it, on that member's
+//     goroutine, and a member's last leave is not announced (nobody is left
+//     to tell). A journaled broker may still be writing a message of the
+//     room's last member: it keeps that room's counter until the write is
+//     done (so seq never goes back), and the message, delivered to a room
+//     that is gone, reaches nobody; it is in the database all the same.
 //
 //   - Bots (hub/bot) are members without a socket: their Deliver queues to
 //     a bounded channel read by the bot's own goroutine, which calls the
 //     hub like a reader goroutine does. A bot that falls behind drops
 //     events; it never holds up fan-out.
 //
-//   - Slow clients. Subscriber.Deliver must never block. A subscriber whose
+//   - Slow clients. Subscriber.Deliver must never block. Subscriber.Busy
+//     (a queue more than half full) makes the hub refuse private messages
+//     to that member to their senders, so that only what its rooms publish
+//     can make it a slow consumer. A subscriber whose
 //     bounded queue (count and bytes) is full cuts itself off: it marks itself
 //     disconnected with a Disconnect reason, its writer goroutine writes the
 //     reason and closes the socket (cutting it off after a second if the

@@ -106,8 +106,11 @@
 //     data. A reader goroutine recovers a panic in its requests (and so in
 //     the fan-out it runs), a writer goroutine and a Flusher's encode-and-
 //     write recover theirs; each logs the stack and drops only the
-//     connection involved. Hub.mu is released by defers, so a panic under
-//     it cannot leave the hub locked for everyone.
+//     connection involved. A journaled broker's deliverer loses only the
+//     event whose fan-out panicked (counted; Close reports it), and a bot's
+//     goroutine only the event its handler panicked on. Hub.mu is released
+//     by defers, so a panic under it cannot leave the hub locked for
+//     everyone.
 //
 //   - Events are immutable once published and shared by every recipient, so
 //     an event is encoded once per wire shape (hub/wire, through the cache

@@ -174,7 +174,9 @@ func (h *human) render(frames [][]byte) [][]byte {
 func (h *human) lineLocked(ev *proto.Message) string {
 	var b strings.Builder
 	line := func(format string, args ...any) {
-		b.WriteString(proto.Printable(fmt.Sprintf(format, args...)))
+		// A message's own line breaks end in CRLF too: a raw terminal
+		// needs the carriage return.
+		b.WriteString(strings.ReplaceAll(proto.Printable(fmt.Sprintf(format, args...)), "\n", "\r\n"))
 		b.WriteString("\r\n")
 	}
 	msg := func(m *proto.Message) {

@@ -71,6 +71,9 @@ func TestChatFromARawTerminal(t *testing.T) {
 	if line := nc.expect("hi from json"); !strings.Contains(line, "[#lobby] json: hi from json") {
 		t.Fatalf("line %q", line)
 	}
+	json.say("two\nlines")
+	nc.expect("json: two") // each line of it ends in CRLF (expect checks)
+	nc.expect("    lines")
 	nc.type_("hello from nc\r\n")
 	json.awaitMessage("hello from nc")
 	nc.type_("send said with send\n") // nc sends LF only

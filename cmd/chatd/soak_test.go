@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/coder/websocket"
 
@@ -183,8 +184,8 @@ func runSoak(t *testing.T, cfg soakConfig, servers []*Main, errs *errorLog, slac
 		}
 		stats.ownJoins++
 	}
-	t.Logf("soak: %d connections (%d original shape), %d objects received, %d room events checked in %d rooms, %d renames, %d own joins or leaves unseen, %d slow consumers dropped, %d refusals",
-		len(conns), stats.original, stats.objects, stats.roomEvents, len(rooms), stats.renames, stats.ownJoins, stats.slow, stats.errors)
+	t.Logf("soak: %d connections (%d original shape, %d people at nc), %d objects received, %d room events checked in %d rooms, %d renames, %d own joins or leaves unseen, %d slow consumers dropped, %d refusals",
+		len(conns), stats.original, stats.humans, stats.objects, stats.roomEvents, len(rooms), stats.renames, stats.ownJoins, stats.slow, stats.errors)
 	t.Logf("soak: refusals by reason: %v", stats.errorTexts)
 	if stats.roomEvents == 0 || stats.renames == 0 {
 		fail("the soak exercised too little: %+v", stats)
@@ -196,6 +197,7 @@ func runSoak(t *testing.T, cfg soakConfig, servers []*Main, errs *errorLog, slac
 type soakConn struct {
 	name     string
 	extended bool
+	human    bool // a person at a raw terminal (the TCP front's line mode)
 	send     func([]byte) error
 	close    func(abrupt bool)
 	stall    atomic.Int64 // unix nanos until which the reader does not read
@@ -217,10 +219,13 @@ var soakTexts = []string{"hi", "你好，世界", `quote " and \ backslash`, "tw
 func dialSoak(m *Main, worker int, rng *rand.Rand) (*soakConn, error) {
 	c := &soakConn{extended: rng.IntN(4) != 0, readerDone: make(chan struct{})}
 	kind := "tcp"
-	if rng.IntN(2) == 0 {
+	switch rng.IntN(8) {
+	case 0, 1, 2, 3:
 		kind = "ws"
+	case 4: // a person at nc: lines in, lines out
+		c.human, c.extended = true, false
 	}
-	c.name = fmt.Sprintf("worker %d %s extended=%v", worker, kind, c.extended)
+	c.name = fmt.Sprintf("worker %d %s extended=%v human=%v", worker, kind, c.extended, c.human)
 	ctx, cancel := context.WithTimeout(context.Background(), waitTime)
 	defer cancel()
 	var read func() ([]byte, error)
@@ -281,11 +286,14 @@ func (c *soakConn) readAll(read func() ([]byte, error)) {
 		if err != nil {
 			return
 		}
-		if bytes.Contains(b, []byte(`"status":"error","id":0`)) {
+		if bytes.Contains(b, []byte(`"status":"error","id":0`)) || bytes.Contains(b, []byte("* login refused")) {
 			c.refused.Add(1)
 		}
+		if !c.human {
+			b = bytes.TrimSpace(b) // TCP ends each object with a newline, WebSocket does not
+		}
 		c.mu.Lock()
-		c.received = append(c.received, bytes.TrimSpace(b)) // TCP ends each object with a newline, WebSocket does not
+		c.received = append(c.received, b)
 		c.mu.Unlock()
 	}
 }
@@ -297,6 +305,9 @@ func (c *soakConn) session(rng *rand.Rand, stop time.Time, budget int, pace time
 	pick := func(xs []string) string { return xs[rng.IntN(len(xs))] }
 	str := func(s string) string { b, _ := json.Marshal(s); return string(b) }
 	login := func(nick string) []byte {
+		if c.human {
+			return []byte("login " + nick + "\r\n")
+		}
 		if c.extended {
 			return fmt.Appendf(nil, `{"type":"login","nickname":%s,"protocol":1}`, str(nick))
 		}
@@ -322,6 +333,19 @@ func (c *soakConn) session(rng *rand.Rand, stop time.Time, budget int, pace time
 			if c.send(login(nick)) != nil {
 				return sent
 			}
+			continue
+		}
+		if c.human {
+			if rng.IntN(50) == 0 {
+				return sent
+			}
+			line := pick([]string{"hello from a terminal", "send said with send", "/join " + room, "/leave", "/switch " + room,
+				"/msg " + pick(soakNicks) + " psst", "/nick " + pick(soakNicks), "/who", "/rooms", "/search hi", "/help", "/nope",
+				"\x1b[31mred\x07", "bad \xc3\x28 utf8", "\xff\xfb\x01", pick(soakTexts)})
+			if c.send([]byte(strings.ReplaceAll(line, "\n", " ")+pick([]string{"\r\n", "\n"}))) != nil {
+				return sent
+			}
+			time.Sleep(pace)
 			continue
 		}
 		switch n := rng.IntN(100); {
@@ -371,8 +395,8 @@ func (c *soakConn) session(rng *rand.Rand, stop time.Time, budget int, pace time
 }
 
 type soakStats struct {
-	objects, roomEvents, renames, slow, errors, original, ownJoins int
-	errorTexts                                                     map[string]int // refusals by reason
+	objects, roomEvents, renames, slow, errors, original, ownJoins, humans int
+	errorTexts                                                             map[string]int // refusals by reason
 }
 
 // unseenJoin is a seq a member did not get in a room while in it, which
@@ -409,6 +433,21 @@ func (c *soakConn) check(rooms map[string]map[int64]string, stats *soakStats) ([
 	eps := map[string]*episode{}
 	var self int64
 	var unseen []unseenJoin
+	if c.human {
+		stats.humans++
+		for _, raw := range c.received {
+			stats.objects++
+			switch {
+			case !bytes.HasSuffix(raw, []byte("\r\n")):
+				return nil, fmt.Errorf("a line without CRLF: %q", raw)
+			case bytes.ContainsAny(raw, "\x1b\x07"):
+				return nil, fmt.Errorf("a raw control character reached the terminal: %q", raw)
+			case !utf8.Valid(raw):
+				return nil, fmt.Errorf("invalid UTF-8 to the terminal: %q", raw)
+			}
+		}
+		return nil, nil
+	}
 	if !c.extended {
 		stats.original++
 	}

@@ -69,34 +69,41 @@ func NewJournaledBroker(j Journal) *MemoryBroker {
 // publishJournaled sequences ev and queues it for the writer; b.mu is held
 // and is released here.
 func (b *MemoryBroker) publishJournaled(ev *Event) error {
-	defer b.mu.Unlock()
+	done, err := b.enqueueLocked(ev)
+	b.mu.Unlock()
+	if done != nil {
+		<-done
+	}
+	return err
+}
+
+// enqueueLocked sequences ev and queues it for the writer, waiting (b.mu
+// released meanwhile) while the queue is full. For a server-wide notice
+// (the shutdown's), rare and due before what follows it (the members'
+// disconnection), it returns a channel closed once the notice is delivered.
+func (b *MemoryBroker) enqueueLocked(ev *Event) (delivered chan struct{}, err error) {
 	for len(b.queue) >= maxQueued && !b.closed {
 		b.space.Wait()
 	}
 	if b.closed {
-		return ErrBrokerClosed
+		return nil, ErrBrokerClosed
 	}
 	if Sequenced(ev.Kind) {
 		if err := b.sequenceJournaledLocked(ev); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	b.queue = append(b.queue, ev)
 	b.wake.Signal()
 	if ev.Kind != KindNotice {
-		return nil
+		return nil, nil
 	}
-	// A server-wide notice (the shutdown's) is rare and must reach members
-	// before what follows it (their disconnection): wait for its delivery.
-	done := make(chan struct{})
+	delivered = make(chan struct{})
 	if b.delivered == nil {
 		b.delivered = make(map[*Event]chan struct{})
 	}
-	b.delivered[ev] = done
-	b.mu.Unlock()
-	<-done
-	b.mu.Lock() // for the deferred Unlock
-	return nil
+	b.delivered[ev] = delivered
+	return delivered, nil
 }
 
 // sequenceJournaledLocked gives ev the room's next seq, reading where the

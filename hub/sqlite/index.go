@@ -29,11 +29,15 @@ func (s *Store) indexLoop() {
 	defer close(s.indexDone)
 	t := time.NewTicker(indexEvery)
 	defer t.Stop()
+	var ticks int
 	for {
 		select {
 		case <-s.stop:
 			return
 		case <-t.C:
+		}
+		if ticks++; ticks%checkpointEvery == 0 {
+			s.checkpoint()
 		}
 		for {
 			busy := time.Since(time.Unix(0, s.lastWrite.Load())) < indexIdle
@@ -51,6 +55,18 @@ func (s *Store) indexLoop() {
 			default:
 			}
 		}
+	}
+}
+
+// checkpointEvery is how many indexer ticks pass between two checkpoints.
+const checkpointEvery = 10
+
+// checkpoint copies the WAL's committed pages into the database file, off
+// the writer's path: the writer never checkpoints (wal_autocheckpoint 0),
+// so a commit never waits for one. PASSIVE: it does not block writers.
+func (s *Store) checkpoint() {
+	if _, err := s.db.Exec(`PRAGMA wal_checkpoint(PASSIVE)`); err != nil {
+		s.log.Error("checkpoint", "err", err)
 	}
 }
 

@@ -160,7 +160,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		_ = lock.Close()
 		return nil, err
 	}
-	dsn := "file:" + opts.Path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(" + syncMode + ")&_pragma=busy_timeout(10000)&_txlock=immediate"
+	dsn := "file:" + opts.Path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(" + syncMode + ")&_pragma=busy_timeout(10000)&_pragma=wal_autocheckpoint(0)&_txlock=immediate"
 	if opts.MaxPageCount > 0 {
 		dsn += fmt.Sprintf("&_pragma=max_page_count(%d)", opts.MaxPageCount)
 	}

@@ -199,16 +199,6 @@ func (h *MemoryHistory) After(room string, seq uint64, n int) ([]*Event, bool) {
 	return r.span(r.search(seq+1), r.n), true
 }
 
-// OldestSeq returns the seq of the oldest event kept for room (0: none).
-func (h *MemoryHistory) OldestSeq(room string) uint64 {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if r := h.rooms[room]; r != nil && r.n > 0 {
-		return r.at(0).Seq
-	}
-	return 0
-}
-
 // Search implements History: a scan of what is kept, newest first.
 func (h *MemoryHistory) Search(room, query string, n int) ([]*Event, error) {
 	h.mu.Lock()

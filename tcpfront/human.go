@@ -33,13 +33,12 @@ const greeting = "* Welcome. Type 'login NAME' to join, then chat; /help lists t
 // session's reader goroutine and replies rendered on its writer: mu guards
 // what both touch.
 type human struct {
-	mu       sync.Mutex
-	loggedIn bool
-	nick     string
-	room     string   // where plain lines go
-	rooms    []string // rooms joined
-	joining  string   // a /join whose joined reply makes it the current room
-	greeted  bool
+	mu      sync.Mutex
+	nick    string
+	room    string   // where plain lines go
+	rooms   []string // rooms joined
+	joining string   // a /join whose joined reply makes it the current room
+	greeted bool
 
 	// out is the connection's write half while the reader needs to answer
 	// on its own (help, usage); wmu serialises it with the session's writes.
@@ -188,7 +187,7 @@ func (h *human) lineLocked(ev *proto.Message) string {
 			line("* login refused: %s", ev.Error)
 			break
 		}
-		h.loggedIn, h.nick = true, ev.Nickname
+		h.nick = ev.Nickname
 		line("* logged in as %s. Plain lines go to the current room; /help lists the commands.", ev.Nickname)
 	case "joined":
 		hist := ev.HistoryMessages()

@@ -113,27 +113,23 @@ func OriginalPushes(from hub.Identity, text string) [][]byte {
 // EventType is the wire "type" of an event of kind k ("" for kinds that
 // are not sent as themselves).
 func EventType(k hub.Kind) string {
-	switch k {
-	case hub.KindMessage:
-		return proto.EventMessage
-	case hub.KindJoin:
-		return proto.EventJoin
-	case hub.KindLeave:
-		return proto.EventLeave
-	case hub.KindRename:
-		return proto.EventRename
-	case hub.KindNotice:
-		return proto.EventNotice
-	case hub.KindPrivate:
-		return proto.EventPrivate
-	case hub.KindTyping:
-		return proto.EventTyping
-	case hub.KindJoined:
-		return proto.EventJoined
-	case hub.KindLeft:
-		return proto.EventLeft
+	if int(k) < len(eventTypes) {
+		return eventTypes[k]
 	}
 	return ""
+}
+
+// eventTypes maps each kind sent as itself to the protocol's name for it.
+var eventTypes = [...]string{
+	hub.KindMessage: proto.EventMessage,
+	hub.KindJoin:    proto.EventJoin,
+	hub.KindLeave:   proto.EventLeave,
+	hub.KindRename:  proto.EventRename,
+	hub.KindNotice:  proto.EventNotice,
+	hub.KindPrivate: proto.EventPrivate,
+	hub.KindTyping:  proto.EventTyping,
+	hub.KindJoined:  proto.EventJoined,
+	hub.KindLeft:    proto.EventLeft,
 }
 
 // encodeExtended renders an event as one extended-protocol object.

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -129,6 +130,16 @@ type Options struct {
 	MaxMessageBytes int
 	// Observer is told of every fan-out. Default: none.
 	Observer Observer
+	// Directory makes this hub one node of a cluster (see Directory):
+	// nicknames are claimed cluster-wide, other nodes' members appear in
+	// member lists and can be sent private messages, and every room event
+	// is kept in History whether or not a member here is in the room.
+	// Default: none, a hub alone.
+	Directory Directory
+	// FirstID is where member ids start (the first is FirstID+1): nodes of
+	// a cluster give each its own range, so that an id names one member
+	// cluster-wide. Default 0.
+	FirstID int64
 }
 
 // Hub is the chat: members, the rooms they are in, and the order of each
@@ -150,8 +161,10 @@ type Hub struct {
 	rooms    map[string]*room
 	roomKeys map[string]string // roomKey -> the room's name: no two rooms look alike
 	created  map[string]int    // rooms that exist by who created them (quotaKey)
-	lastID   int64
 	shutting bool
+
+	dir    Directory    // nil: alone
+	lastID atomic.Int64 // the last member id given
 }
 
 type member struct {
@@ -239,7 +252,9 @@ func New(opts Options) (*Hub, error) {
 		rooms:    make(map[string]*room),
 		roomKeys: make(map[string]string),
 		created:  make(map[string]int),
+		dir:      opts.Directory,
 	}
+	h.lastID.Store(opts.FirstID)
 	for _, name := range opts.Rooms {
 		if len(h.rooms) >= opts.MaxRooms {
 			break
@@ -302,6 +317,11 @@ func (h *Hub) deliver(ev *Event) (n int) {
 	default:
 		r := h.rooms[ev.Room]
 		if r == nil {
+			// In a cluster every node keeps every room's history,
+			// so that a member may resume or search on any node.
+			if h.dir != nil && Sequenced(ev.Kind) {
+				h.history.Append(ev)
+			}
 			break
 		}
 		if Sequenced(ev.Kind) {
@@ -360,7 +380,10 @@ func (h *Hub) LoginFrom(ctx context.Context, peer, nickname string, sub Subscrib
 		return Identity{}, err
 	}
 	key := nicknameKey(nick)
-	var self Identity
+	self := Identity{ID: h.lastID.Add(1), Nickname: nick}
+	if err := h.claim(ctx, key, self); err != nil {
+		return Identity{}, err
+	}
 	err = h.update(ctx, func() ([]*Event, error) {
 		if h.shutting {
 			return nil, ErrShuttingDown
@@ -368,11 +391,9 @@ func (h *Hub) LoginFrom(ctx context.Context, peer, nickname string, sub Subscrib
 		if _, taken := h.byNick[key]; taken || key == nicknameKey(System.Nickname) {
 			return nil, ErrNicknameTaken
 		}
-		h.lastID++
-		m := &member{Identity: Identity{ID: h.lastID, Nickname: nick}, sub: sub, peer: peer}
+		m := &member{Identity: self, sub: sub, peer: peer}
 		h.byID[m.ID] = m
 		h.byNick[key] = m
-		self = m.Identity
 		// Delivered under the lock so nothing published can overtake them.
 		sub.Deliver(&Event{Kind: KindWelcome, From: System, Subject: self, Epoch: h.opts.Epoch})
 		lobby := h.rooms[Lobby]
@@ -382,8 +403,10 @@ func (h *Hub) LoginFrom(ctx context.Context, peer, nickname string, sub Subscrib
 		return h.enterLocked(m, lobby, lobbyFrom), nil
 	})
 	if err != nil {
+		h.release(key, self)
 		return Identity{}, err
 	}
+	h.present(self, []string{Lobby})
 	h.log.Info("member joined", "id", self.ID, "nickname", nick)
 	return self, nil
 }
@@ -404,6 +427,8 @@ func (h *Hub) JoinRoomFrom(ctx context.Context, id int64, name string, from Posi
 	if err != nil {
 		return "", err
 	}
+	var who Identity
+	var rooms []string
 	err = h.update(ctx, func() ([]*Event, error) {
 		m := h.byID[id]
 		switch {
@@ -427,11 +452,14 @@ func (h *Hub) JoinRoomFrom(ctx context.Context, id int64, name string, from Posi
 			}
 			r = h.createRoomLocked(name, key)
 		}
-		return h.enterLocked(m, r, from), nil
+		join := h.enterLocked(m, r, from)
+		who, rooms = m.Identity, slices.Clone(m.rooms)
+		return join, nil
 	})
 	if err != nil {
 		return "", err
 	}
+	h.present(who, rooms)
 	return name, nil
 }
 
@@ -442,6 +470,8 @@ func (h *Hub) LeaveRoom(ctx context.Context, id int64, name string) (string, err
 	if err != nil {
 		return "", err
 	}
+	var who Identity
+	var rooms []string
 	err = h.update(ctx, func() ([]*Event, error) {
 		m := h.byID[id]
 		if m == nil {
@@ -452,17 +482,20 @@ func (h *Hub) LeaveRoom(ctx context.Context, id int64, name string) (string, err
 			return nil, ErrNotInRoom
 		}
 		m.sub.Deliver(&Event{Kind: KindLeft, Room: name, From: System, Subject: m.Identity})
+		who, rooms = m.Identity, slices.Clone(m.rooms)
 		return leave, nil
 	})
 	if err != nil {
 		return "", err
 	}
+	h.present(who, rooms)
 	return name, nil
 }
 
 // Logout removes member id from the hub and every room, announcing the
 // leave with reason in each. Logging out twice is a no-op. During shutdown
-// leaves are not announced: everyone is leaving.
+// leaves are not announced (everyone is leaving) unless the hub is one node
+// of a cluster, whose other nodes' members stay.
 func (h *Hub) Logout(ctx context.Context, id int64, reason string) {
 	var who Identity
 	_ = h.update(ctx, func() ([]*Event, error) {
@@ -478,12 +511,14 @@ func (h *Hub) Logout(ctx context.Context, id int64, reason string) {
 		}
 		delete(h.byID, id)
 		delete(h.byNick, nicknameKey(m.Nickname))
-		if h.shutting {
+		if h.shutting && h.dir == nil {
 			return nil, nil
 		}
 		return leaves, nil
 	})
 	if who.ID != 0 {
+		h.present(who, nil)
+		h.release(nicknameKey(who.Nickname), who)
 		h.log.Info("member left", "id", id, "nickname", who.Nickname, "reason", reason)
 	}
 }
@@ -504,8 +539,13 @@ func (h *Hub) Publish(ctx context.Context, id int64, roomName, text string) erro
 // Private sends text from member id to the member named to, and only to
 // them (and back to the sender).
 func (h *Hub) Private(ctx context.Context, id int64, to, text string) error {
-	return h.private(ctx, id, text, func() (*member, string) {
-		return h.byNick[nicknameKey(strings.TrimSpace(to))], fmt.Sprintf("%q", to)
+	key := nicknameKey(strings.TrimSpace(to))
+	return h.private(ctx, id, text, func() (*member, Identity, bool, string) {
+		if m := h.byNick[key]; m != nil || h.dir == nil {
+			return m, Identity{}, false, fmt.Sprintf("%q", to)
+		}
+		who, ok := h.dir.MemberByKey(key)
+		return nil, who, ok, fmt.Sprintf("%q", to)
 	})
 }
 
@@ -514,16 +554,22 @@ func (h *Hub) Private(ctx context.Context, id int64, to, text string) error {
 // someone else who takes the nickname after its owner left: it fails with
 // ErrNoSuchMember instead.
 func (h *Hub) PrivateTo(ctx context.Context, id, toID int64, text string) error {
-	return h.private(ctx, id, text, func() (*member, string) {
-		return h.byID[toID], "id " + strconv.FormatInt(toID, 10)
+	return h.private(ctx, id, text, func() (*member, Identity, bool, string) {
+		if m := h.byID[toID]; m != nil || h.dir == nil {
+			return m, Identity{}, false, "id " + strconv.FormatInt(toID, 10)
+		}
+		who, ok := h.dir.Member(toID)
+		return nil, who, ok, "id " + strconv.FormatInt(toID, 10)
 	})
 }
 
 // private checks text, finds both parties (recipient runs under the read
-// lock and names whom it looked for) and publishes. Identities are copied
-// under the lock: a member's Nickname changes under the write lock
-// (Rename), so reading it after RUnlock would race with a rename.
-func (h *Hub) private(ctx context.Context, id int64, text string, recipient func() (*member, string)) error {
+// lock and returns a member here, or another node's, and names whom it
+// looked for) and publishes. Identities are copied under the lock: a
+// member's Nickname changes under the write lock (Rename), so reading it
+// after RUnlock would race with a rename. Whether another node's member is
+// keeping up is its node's to know: there it may be dropped as slow.
+func (h *Hub) private(ctx context.Context, id int64, text string, recipient func() (here *member, remote Identity, isRemote bool, wanted string)) error {
 	if err := h.checkMessage(text); err != nil {
 		return err
 	}
@@ -531,10 +577,12 @@ func (h *Hub) private(ctx context.Context, id int64, text string, recipient func
 		h.mu.RLock()
 		defer h.mu.RUnlock()
 		f := h.byID[id]
-		r, wanted := recipient()
+		r, remote, isRemote, wanted := recipient()
 		switch {
 		case f == nil:
 			return Identity{}, Identity{}, ErrNotMember
+		case isRemote:
+			return f.Identity, remote, nil
 		case r == nil:
 			return Identity{}, Identity{}, fmt.Errorf("%w: %s", ErrNoSuchMember, wanted)
 		case r != f && r.sub.Busy():
@@ -567,6 +615,20 @@ func (h *Hub) Rename(ctx context.Context, id int64, nickname string) (Identity, 
 	key := nicknameKey(nick)
 	var who Identity
 	var old string
+	var rooms []string
+	claimed := false
+	if h.dir != nil {
+		h.mu.RLock()
+		m := h.byID[id]
+		same := m != nil && nicknameKey(m.Nickname) == key
+		h.mu.RUnlock()
+		if !same { // a new key, not only another spelling of this one's
+			if err := h.claim(ctx, key, Identity{ID: id, Nickname: nick}); err != nil {
+				return Identity{}, err
+			}
+			claimed = true
+		}
+	}
 	err = h.update(ctx, func() ([]*Event, error) {
 		m := h.byID[id]
 		if m == nil {
@@ -580,6 +642,7 @@ func (h *Hub) Rename(ctx context.Context, id int64, nickname string) (Identity, 
 		m.Nickname = nick
 		h.byNick[key] = m
 		who = m.Identity
+		rooms = slices.Clone(m.rooms)
 		renames := make([]*Event, 0, len(m.rooms))
 		for _, name := range m.rooms {
 			renames = append(renames, &Event{Kind: KindRename, Room: name, From: System, Subject: who, OldNickname: old})
@@ -587,8 +650,15 @@ func (h *Hub) Rename(ctx context.Context, id int64, nickname string) (Identity, 
 		return renames, nil
 	})
 	if err != nil {
+		if claimed {
+			h.release(key, Identity{ID: id, Nickname: nick})
+		}
 		return Identity{}, err
 	}
+	if claimed {
+		h.release(nicknameKey(old), Identity{ID: id, Nickname: old})
+	}
+	h.present(who, rooms)
 	h.log.Info("member renamed", "id", id, "old", old, "nickname", nick)
 	return who, nil
 }
@@ -648,9 +718,18 @@ func (h *Hub) Rooms(id int64) []RoomInfo {
 	if m := h.byID[id]; m != nil {
 		mine = m.rooms
 	}
-	out := make([]RoomInfo, 0, len(h.rooms))
+	var remote map[string]int
+	if h.dir != nil {
+		remote = h.dir.RoomCounts()
+	}
+	out := make([]RoomInfo, 0, len(h.rooms)+len(remote))
 	for name, r := range h.rooms {
-		out = append(out, RoomInfo{Name: name, Members: len(r.members), Joined: slices.Contains(mine, name)})
+		out = append(out, RoomInfo{Name: name, Members: len(r.members) + remote[name], Joined: slices.Contains(mine, name)})
+	}
+	for name, n := range remote {
+		if h.rooms[name] == nil && n > 0 {
+			out = append(out, RoomInfo{Name: name, Members: n})
+		}
 	}
 	slices.SortFunc(out, func(a, b RoomInfo) int { return strings.Compare(a.Name, b.Name) })
 	return out
@@ -667,7 +746,17 @@ func (h *Hub) RoomMembers(id int64, roomName string) (string, []Identity, error)
 	if _, err := h.inRoomLocked(id, name); err != nil {
 		return "", nil, err
 	}
-	return name, identities(h.rooms[name].members), nil
+	return name, h.membersLocked(h.rooms[name]), nil
+}
+
+// membersLocked lists r's members: those here, and, in a cluster, up to
+// MaxRemoteListed of other nodes'.
+func (h *Hub) membersLocked(r *room) []Identity {
+	here := identities(r.members)
+	if h.dir == nil {
+		return here
+	}
+	return append(here, h.dir.RoomMembers(r.name, MaxRemoteListed)...)
 }
 
 // Members returns every logged-in member in no particular order.
@@ -702,6 +791,35 @@ func (h *Hub) Shutdown(ctx context.Context, notice string) error {
 		return fmt.Errorf("hub shutdown notice: %w", err)
 	}
 	return nil
+}
+
+// claim reserves a nickname key cluster-wide, in a cluster; alone, the
+// check under Hub.mu is all there is.
+func (h *Hub) claim(ctx context.Context, key string, who Identity) error {
+	if h.dir == nil {
+		return nil
+	}
+	h.mu.RLock()
+	_, taken := h.byNick[key]
+	h.mu.RUnlock()
+	if taken || key == nicknameKey(System.Nickname) {
+		return ErrNicknameTaken // known here: no need to ask the cluster
+	}
+	return h.dir.Claim(ctx, key, who)
+}
+
+// release gives back a key claim took.
+func (h *Hub) release(key string, who Identity) {
+	if h.dir != nil {
+		h.dir.Release(key, who)
+	}
+}
+
+// present tells the cluster which rooms member who is in now (nil: gone).
+func (h *Hub) present(who Identity, rooms []string) {
+	if h.dir != nil && who.ID != 0 {
+		h.dir.Present(who, rooms)
+	}
 }
 
 // publish hands an announcement to the broker, logging a failure: the
@@ -813,7 +931,7 @@ func (h *Hub) enterLocked(m *member, r *room, from Position) []*Event {
 		recent = h.history.Recent(r.name, h.opts.HistoryOnJoin)
 	}
 	m.sub.Deliver(&Event{Kind: KindJoined, Room: r.name, From: System, Subject: m.Identity,
-		Members: identities(r.members), History: recent, Resumed: resumed, Gap: gap})
+		Members: h.membersLocked(r), History: recent, Resumed: resumed, Gap: gap})
 	if !h.announcedLocked(r) {
 		return nil
 	}

@@ -23,6 +23,7 @@ import (
 	"chatroom/hub/bot"
 	"chatroom/hub/bot/shop"
 	"chatroom/hub/metrics"
+	"chatroom/hub/nats"
 	"chatroom/hub/session"
 	"chatroom/hub/sqlite"
 	"chatroom/tcpfront"
@@ -97,7 +98,15 @@ type Config struct {
 	Shop bool
 	// ShopGoods is what the shop sells (nil: shop.DefaultGoods).
 	ShopGoods []shop.Item
-	Logger    *slog.Logger
+	// NATSURL, if set, makes this chatd one node of a cluster that shares
+	// every room through NATS JetStream at that address (hub/nats).
+	NATSURL string
+	// NodeName is this node's name in the cluster (default: random).
+	NodeName string
+	// NodeDeadAfter is how long a node may go unheard before its members
+	// are announced gone (0: nats.DefaultDeadAfter).
+	NodeDeadAfter time.Duration
+	Logger        *slog.Logger
 }
 
 // Main is one running chatd: a hub and its two fronts. Run starts it, Close
@@ -118,7 +127,8 @@ type Main struct {
 	debugLn       net.Listener
 	shop          *bot.Bot          // nil: no shop
 	store         *sqlite.Store     // nil: history in memory
-	broker        *hub.MemoryBroker // journaled, with store
+	broker        *hub.MemoryBroker // journaled, with store, alone
+	Cluster       *nats.Cluster     // nil: alone
 	errc          chan error
 	ready         atomic.Bool
 }
@@ -165,8 +175,28 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			}
 		}()
 	}
+	if m.cfg.NATSURL != "" {
+		if err := m.joinCluster(ctx, &hubOpts); err != nil {
+			return err
+		}
+		defer func() {
+			if err != nil {
+				_ = m.Cluster.Close(context.Background())
+			}
+		}()
+	}
 	if m.Hub, err = hub.New(hubOpts); err != nil {
 		return err
+	}
+	if m.Cluster != nil {
+		if err := m.Cluster.Start(ctx); err != nil {
+			return err
+		}
+		go func() {
+			if err, ok := <-m.Cluster.Err(); ok {
+				m.errc <- err
+			}
+		}()
 	}
 
 	// Keepalive probes reap TCP peers that vanished without a FIN.
@@ -236,7 +266,12 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		if goods == nil {
 			goods = shop.DefaultGoods()
 		}
-		if m.shop, err = shop.Start(ctx, m.Hub, goods, bot.Options{Logger: m.log}); err != nil {
+		m.shop, err = shop.Start(ctx, m.Hub, goods, bot.Options{Logger: m.log})
+		switch {
+		case m.Cluster != nil && errors.Is(err, hub.ErrNicknameTaken):
+			m.log.Info("the shop is kept by another node")
+			err = nil
+		case err != nil:
 			m.stopServing()
 			return err
 		}
@@ -272,9 +307,32 @@ func (m *Main) openStore(ctx context.Context, opts *hub.Options) error {
 		_ = store.Close()
 		return fmt.Errorf("history database: %w", err)
 	}
-	m.store, m.broker = store, hub.NewJournaledBroker(store)
-	opts.Broker, opts.History, opts.Epoch, opts.Rooms = m.broker, store, store.Epoch(), rooms
+	m.store = store
+	opts.History, opts.Rooms = store, rooms
+	if m.cfg.NATSURL == "" { // alone: the database is the journal
+		m.broker = hub.NewJournaledBroker(store)
+		opts.Broker, opts.Epoch = m.broker, store.Epoch()
+	}
 	m.log.Info("history database open", "path", m.cfg.DataPath, "rooms", len(rooms))
+	return nil
+}
+
+// joinCluster connects to NATS and makes the hub one node of the cluster:
+// the cluster is its broker and directory, and this node's database (if
+// any) is a copy of the cluster's history.
+func (m *Main) joinCluster(ctx context.Context, opts *hub.Options) error {
+	copts := nats.Options{URL: m.cfg.NATSURL, Name: m.cfg.NodeName, DeadAfter: m.cfg.NodeDeadAfter,
+		Retain: m.cfg.HistoryRetain, Logger: m.log}
+	if m.store != nil {
+		copts.Journal = m.store
+	}
+	c, err := nats.Open(ctx, copts)
+	if err != nil {
+		return err
+	}
+	m.Cluster = c
+	opts.Broker, opts.Directory, opts.Epoch, opts.FirstID = c, c, c.Epoch(), c.FirstID()
+	m.log.Info("joining the cluster", "nats", m.cfg.NATSURL, "node", c.Name())
 	return nil
 }
 
@@ -284,7 +342,9 @@ func (m *Main) closeStore() {
 	if m.store == nil {
 		return
 	}
-	_ = m.broker.Close()
+	if m.broker != nil {
+		_ = m.broker.Close()
+	}
 	if err := m.store.Close(); err != nil {
 		m.log.Error("close history database", "err", err)
 	}
@@ -293,7 +353,8 @@ func (m *Main) closeStore() {
 
 // isReady is /readyz: serving, and able to save what is said.
 func (m *Main) isReady() bool {
-	return m.ready.Load() && (m.store == nil || m.store.Err() == nil)
+	return m.ready.Load() && (m.store == nil || m.store.Err() == nil) &&
+		(m.Cluster == nil || m.Cluster.Ready() == nil)
 }
 
 // serveDebug serves the operator's endpoints on DebugAddr: Prometheus
@@ -351,7 +412,11 @@ func (m *Main) Err() <-chan error { return m.errc }
 func (m *Main) Close(ctx context.Context) error {
 	m.ready.Store(false)
 	var errs []error
-	if err := m.Hub.Shutdown(ctx, "server shutting down"); err != nil {
+	notice := "server shutting down"
+	if m.Cluster != nil {
+		notice = "server " + m.Cluster.Name() + " shutting down: its members reconnect to another"
+	}
+	if err := m.Hub.Shutdown(ctx, notice); err != nil {
 		errs = append(errs, err)
 	}
 	// http.Server.Shutdown closes the listener and idle HTTP connections but
@@ -374,6 +439,13 @@ func (m *Main) Close(ctx context.Context) error {
 		_ = m.shop.Close()
 	}
 	m.flusher.Close() // the fronts' sessions are over: none is left to flush
+	if m.Cluster != nil {
+		// The members have logged out: their presence and nicknames
+		// are given back to the cluster before this node leaves it.
+		if err := m.Cluster.Close(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	m.closeStore()
 	return errors.Join(errs...)
 }

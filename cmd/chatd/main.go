@@ -108,6 +108,9 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), stderr io
 	fs.DurationVar(&cfg.HTTPIdleTimeout, "http-idle-timeout", 0, "close an HTTP keep-alive connection idle this long (0: 30s)")
 	fs.BoolVar(&cfg.Shop, "shop", true, "run the snack-shop bot: in #shop, by private message to shop, or '@shop ITEM' in the lobby")
 	fs.StringVar(&shopGoods, "shop-goods", "", "JSON file of the shop's goods, [{\"name\":\"西瓜\",\"price\":2,\"stock\":100}] (default: the tutorial's 瓜子 4.5, 西瓜 2, 矿泉水 2.5, 100 each)")
+	fs.StringVar(&cfg.NATSURL, "nats", "", "make this chatd one node of a cluster sharing every room through NATS JetStream at this `URL` (e.g. nats://127.0.0.1:4222); without it chatd is alone")
+	fs.StringVar(&cfg.NodeName, "node", "", "this node's name in the cluster (letters, digits, '-', '_'; default: random)")
+	fs.DurationVar(&cfg.NodeDeadAfter, "node-dead-after", 0, "a node unheard of this long is dead: its members are announced gone and their nicknames freed (0: 15s)")
 	fs.StringVar(&level, "log-level", "info", "log level: debug, info, warn or error")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: chatd [flags]\n\nRuns the chat server. Each flag may also be set as CHATD_<FLAG> in the environment\n(e.g. CHATD_TCP=:9000); the command line wins.\n\nFlags:\n")

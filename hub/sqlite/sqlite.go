@@ -36,6 +36,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -181,7 +182,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return fail(fmt.Errorf("sqlite: prepare: %w", err))
 	}
 	if s.upsertRoom, err = s.db.PrepareContext(ctx, `INSERT INTO rooms (name, last_seq, last_time) VALUES (?, ?, ?)
-		ON CONFLICT (name) DO UPDATE SET last_seq = excluded.last_seq, last_time = excluded.last_time`); err != nil {
+		ON CONFLICT (name) DO UPDATE SET last_seq = max(last_seq, excluded.last_seq), last_time = max(last_time, excluded.last_time)`); err != nil {
 		return fail(fmt.Errorf("sqlite: prepare: %w", err))
 	}
 	if err := s.loadCache(ctx); err != nil {
@@ -308,8 +309,60 @@ func (s *Store) LastSeq(room string) (uint64, error) {
 // Write implements hub.Journal: the events and their rooms' counters in
 // one transaction.
 func (s *Store) Write(events []*hub.Event) error {
+	return s.writeWith(events, nil)
+}
+
+// WriteThrough implements the cluster's Journal (hub/nats): the events
+// (any already here are skipped) and the stream position the copy now
+// ends at, in one transaction.
+func (s *Store) WriteThrough(events []*hub.Event, cursor uint64) error {
+	return s.writeWith(events, func(tx *sql.Tx) error {
+		if _, err := tx.Exec(`INSERT INTO meta (key, value) VALUES ('cluster_cursor', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`, strconv.FormatUint(cursor, 10)); err != nil {
+			return fmt.Errorf("sqlite: cursor: %w", err)
+		}
+		return nil
+	})
+}
+
+// Resume implements the cluster's Journal: where this copy of the
+// cluster's history ends. The first time, the file is bound to the
+// cluster's epoch; a file that holds another history (a chatd alone, or
+// another cluster) is refused, so that two histories never mix.
+func (s *Store) Resume(epoch string) (uint64, error) {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	var bound string
+	err := s.db.QueryRow(`SELECT value FROM meta WHERE key = 'cluster'`).Scan(&bound)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		var any int
+		if err := s.db.QueryRow(`SELECT count(*) FROM (SELECT 1 FROM rooms LIMIT 1)`).Scan(&any); err != nil {
+			return 0, fmt.Errorf("sqlite: %w", err)
+		}
+		if any > 0 {
+			return 0, fmt.Errorf("sqlite: %s holds the history of a chatd alone, not of this cluster: give this node a database of its own", s.opts.Path)
+		}
+		if _, err := s.db.Exec(`INSERT INTO meta (key, value) VALUES ('cluster', ?), ('cluster_cursor', '0')`, epoch); err != nil {
+			return 0, fmt.Errorf("sqlite: bind to the cluster: %w", err)
+		}
+		return 0, nil
+	case err != nil:
+		return 0, fmt.Errorf("sqlite: %w", err)
+	case bound != epoch:
+		return 0, fmt.Errorf("sqlite: %s holds the history of another cluster (epoch %s, not %s): give this node a database of its own", s.opts.Path, bound, epoch)
+	}
+	var cursor uint64
+	if err := s.db.QueryRow(`SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'cluster_cursor'`).Scan(&cursor); err != nil {
+		return 0, fmt.Errorf("sqlite: cursor: %w", err)
+	}
+	return cursor, nil
+}
+
+// writeWith writes events and, if also is not nil, what it adds to the
+// same transaction, recording the outcome for Err.
+func (s *Store) writeWith(events []*hub.Event, also func(*sql.Tx) error) error {
 	s.lastWrite.Store(time.Now().UnixNano())
-	err := s.write(events)
+	err := s.write(events, also)
 	s.mu.Lock()
 	s.writeErr = err
 	s.mu.Unlock()
@@ -319,7 +372,7 @@ func (s *Store) Write(events []*hub.Event) error {
 	return err
 }
 
-func (s *Store) write(events []*hub.Event) error {
+func (s *Store) write(events []*hub.Event, also func(*sql.Tx) error) error {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	tx, err := s.db.Begin()
@@ -349,6 +402,11 @@ func (s *Store) write(events []*hub.Event) error {
 	for room, ev := range last {
 		if _, err := upsert.Exec(room, ev.Seq, ev.Time.UnixMicro()); err != nil {
 			return fmt.Errorf("sqlite: room %s: %w", room, err)
+		}
+	}
+	if also != nil {
+		if err := also(tx); err != nil {
+			return err
 		}
 	}
 	if err := tx.Commit(); err != nil {
@@ -419,7 +477,8 @@ const (
 // insertSQL is an INSERT of rows events.
 func insertSQL(rows int) string {
 	values := strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?), ", rows), ", ")
-	return `INSERT INTO events (room, seq, kind, time, from_id, from_nick, subject_id, subject_nick, old_nick, text, reason) VALUES ` + values
+	return `INSERT INTO events (room, seq, kind, time, from_id, from_nick, subject_id, subject_nick, old_nick, text, reason) VALUES ` + values +
+		` ON CONFLICT (room, seq) DO NOTHING` // a cluster node may read an event twice
 }
 
 const eventColumns = `room, seq, kind, time, from_id, from_nick, subject_id, subject_nick, old_nick, text, reason`

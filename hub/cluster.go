@@ -1,0 +1,46 @@
+package hub
+
+import "context"
+
+// Directory is what a hub on one chatd node of several knows of the
+// others' members: a cluster-wide nickname registry and presence. hub/nats
+// implements it; without one (Options.Directory nil) the hub is alone and
+// none of this is consulted.
+//
+// The hub calls Claim before a nickname is taken (outside its lock: it
+// goes over the network) and Release and Present after a change is made
+// (under no lock either). The lookups are called under Hub.mu, so they
+// must answer from memory: the lock order is Hub.mu → the directory's own
+// lock, and a directory never calls into the hub.
+type Directory interface {
+	// Claim reserves the nickname whose NicknameKey is key for who, across
+	// the cluster: of several nodes racing for one key exactly one wins;
+	// the others get ErrNicknameTaken (or another error: the cluster
+	// cannot be asked).
+	Claim(ctx context.Context, key string, who Identity) error
+	// Release gives back a key claimed for who. It may complete later.
+	Release(key string, who Identity)
+	// Present tells the other nodes which rooms a member of this node is
+	// in (rooms nil: it has gone). It may complete later, but the calls
+	// for one member take effect in order.
+	Present(who Identity, rooms []string)
+	// Member finds another node's member by id.
+	Member(id int64) (Identity, bool)
+	// MemberByKey finds another node's member by NicknameKey.
+	MemberByKey(key string) (Identity, bool)
+	// RoomMembers lists up to limit of other nodes' members in room.
+	RoomMembers(room string, limit int) []Identity
+	// RoomCounts counts other nodes' members by room.
+	RoomCounts() map[string]int
+}
+
+// MaxRemoteListed bounds how many other nodes' members a member list
+// (KindJoined's, or a members request's) includes: a room spread over a
+// cluster may have a hundred thousand members, and a list of them all on
+// every join would cost more than the join.
+const MaxRemoteListed = 1000
+
+// NicknameKey is the form under which nicknames are unique: two nicknames
+// with one key (case, width, lookalike letters) cannot both be taken. A
+// Directory keys its registry by it.
+func NicknameKey(nick string) string { return nicknameKey(nick) }

@@ -96,3 +96,223 @@ func TestClusterChatAcrossNodes(t *testing.T) {
 		t.Fatalf("two members share id %d", alice.id)
 	}
 }
+
+// TestClusterEverythingReachesEveryNode: three nodes, a member on each
+// (TCP, WebSocket, and the seed's Python client): messages, presence
+// (member lists, room counts), private messages by nickname and by id,
+// typing, renames and joins reach every node; nicknames are unique across
+// them, whatever the case.
+func TestClusterEverythingReachesEveryNode(t *testing.T) {
+	_, nodes := startCluster(t, 3)
+	ann := dialTCP(t, nodes[0], "ann")
+	ann.login("ann")
+	bob := dialWS(t, nodes[1], "bob")
+	bob.login("bob")
+	py := startSeedClient(t, nodes[2])
+	py.await("[Welcome]")
+	py.typeLine("login 张三")
+	py.await("成功登录到聊天室")
+	ann.await("张三's join", func(x msg) bool { return x.str("type") == "join" && x.str("message") == "张三 joined" })
+
+	bob.say("hello from node 2")
+	py.await(fmt.Sprintf("[bob(%d)] hello from node 2", bob.id))
+	ann.awaitMessage("hello from node 2")
+	py.typeLine("send 你好 from node 3")
+	if got := bob.awaitMessage("你好 from node 3"); got.str("sender_nickname") != "张三" {
+		t.Fatalf("bob got %v", got)
+	}
+
+	// A nickname taken on another node is taken here, in any case.
+	dup := dialTCP(t, nodes[0], "dup")
+	dup.send(`{"type":"login","nickname":"BOB","protocol":1}`)
+	if r := dup.awaitType("login"); r.str("status") == "ok" {
+		t.Fatalf("BOB logged in on node 1 while bob is on node 2: %v", r)
+	}
+
+	// Presence: bob, on node 2, sees everyone in lists.
+	bob.request(`{"type":"join","room":"go"}`)
+	bob.awaitType("joined")
+	// Presence is eventually consistent: a join a few milliseconds old
+	// on another node may not be in a list yet.
+	waitFor(t, "node 1 to see bob in #go", func() bool {
+		for _, r := range nodes[0].Hub.Rooms(0) {
+			if r.Name == "go" {
+				return r.Members == 1
+			}
+		}
+		return false
+	})
+	ann.request(`{"type":"join","room":"go"}`)
+	if j := ann.awaitType("joined"); len(j["members"].([]any)) != 2 {
+		t.Fatalf("ann joined #go with members %v, want ann and bob", j["members"])
+	}
+	bob.await("ann's join in #go", func(x msg) bool { return x.str("type") == "join" && x.str("room") == "go" })
+	waitFor(t, "node 3 to count two in #go", func() bool {
+		for _, r := range nodes[2].Hub.Rooms(0) {
+			if r.Name == "go" {
+				return r.Members == 2
+			}
+		}
+		return false
+	})
+	waitFor(t, "bob to list three in the lobby", func() bool {
+		bob.request(`{"type":"members","room":"lobby"}`)
+		return len(bob.awaitType("members")["members"].([]any)) == 3
+	})
+
+	// Private messages, by nickname and by id, both ways.
+	ann.request(`{"type":"private","to":"BOB","message":"secret 1"}`)
+	if p := bob.awaitType("private"); p.str("message") != "secret 1" || p.str("sender_nickname") != "ann" {
+		t.Fatalf("bob got %v", p)
+	}
+	ann.awaitType("private") // the sender's copy
+	bob.request(`{"type":"private","to_id":%d,"message":"secret 2"}`, ann.id)
+	if p := ann.awaitType("private"); p.str("message") != "secret 2" || p.num("sender_id") != bob.id {
+		t.Fatalf("ann got %v", p)
+	}
+
+	// Typing and renames.
+	bob.request(`{"type":"typing","room":"go"}`)
+	if ty := ann.awaitType("typing"); ty.str("sender_nickname") != "bob" || ty.str("room") != "go" {
+		t.Fatalf("ann got %v", ty)
+	}
+	bob.request(`{"type":"nick","nickname":"robert"}`)
+	bob.awaitType("nick")
+	if r := ann.awaitType("rename"); r.str("message") != "bob is now robert" {
+		t.Fatalf("ann got %v", r)
+	}
+	// bob's old nickname is free again, on any node; robert is not.
+	again := dialTCP(t, nodes[2], "bob again")
+	waitFor(t, "bob to be free", func() bool {
+		again.send(`{"type":"login","nickname":"bob","protocol":1}`)
+		return again.awaitType("login").str("status") == "ok"
+	})
+	ann.request(`{"type":"private","to":"robert","message":"to the new name"}`)
+	bob.awaitType("private")
+}
+
+// TestClusterNicknameRace: twenty connections on two nodes race for one
+// nickname, in several spellings: exactly one wins.
+func TestClusterNicknameRace(t *testing.T) {
+	_, nodes := startCluster(t, 2)
+	spellings := []string{"racer", "RACER", "Racer", "ｒａｃｅｒ"}
+	wins := make(chan int64, 20)
+	done := make(chan struct{})
+	for i := range 20 {
+		c := dialTCP(t, nodes[i%2], fmt.Sprintf("racer%d", i))
+		go func() {
+			defer func() { done <- struct{}{} }()
+			c.send(fmt.Sprintf(`{"type":"login","nickname":%q,"protocol":1}`, spellings[i%len(spellings)]))
+			m, _, err := c.recv(time.Now().Add(waitTime))
+			if err == nil && m.str("status") == "ok" {
+				wins <- m.num("id")
+			}
+		}()
+	}
+	for range 20 {
+		<-done
+	}
+	close(wins)
+	if n := len(wins); n != 1 {
+		t.Fatalf("%d logins won the nickname, want exactly 1", n)
+	}
+}
+
+// TestClusterOrderUnderConcurrentSenders: three senders on each of three
+// nodes send at once, as fast as they may; a witness on each node sees
+// the lobby's events in one order, the same on every node, with seq
+// contiguous and every message once.
+func TestClusterOrderUnderConcurrentSenders(t *testing.T) {
+	const perSender = 60
+	_, nodes := startCluster(t, 3, func(c *Config) { c.Session.RequestRate = -1 })
+	var witnesses []*client
+	for i, n := range nodes {
+		w := dialWS(t, n, fmt.Sprintf("witness%d", i+1))
+		w.login(w.name)
+		witnesses = append(witnesses, w)
+	}
+	var senders []*client
+	for i := range 9 {
+		var s *client
+		if i%2 == 0 {
+			s = dialTCP(t, nodes[i%3], fmt.Sprintf("sender%d", i))
+		} else {
+			s = dialWS(t, nodes[i%3], fmt.Sprintf("sender%d", i))
+		}
+		s.login(s.name)
+		senders = append(senders, s)
+	}
+	start := make(chan struct{})
+	for _, s := range senders {
+		go func() {
+			<-start
+			for j := range perSender {
+				if err := s.rawWrite([]byte(fmt.Sprintf(`{"type":"broadcast","message":"%s-%d"}`+"\n", s.name, j))); err != nil {
+					return
+				}
+			}
+		}()
+	}
+	close(start)
+	total := len(senders) * perSender
+	// Each witness's view: seq -> what it was. A member never sees its
+	// own join; any other seq between its first and last it must see.
+	views := make([]map[int64]string, len(witnesses))
+	errs := make(chan error, len(witnesses))
+	for i, w := range witnesses {
+		views[i] = map[int64]string{}
+		go func() {
+			for n := 0; n < total; {
+				m, _, err := w.recv(time.Now().Add(waitTime))
+				if err != nil {
+					errs <- fmt.Errorf("%s after %d messages: %w", w.name, n, err)
+					return
+				}
+				if m.num("seq") == 0 {
+					continue
+				}
+				if _, twice := views[i][m.num("seq")]; twice {
+					errs <- fmt.Errorf("%s: seq %d twice", w.name, m.num("seq"))
+					return
+				}
+				views[i][m.num("seq")] = m.str("type") + ":" + m.str("message")
+				if m.str("type") == "message" {
+					n++
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range witnesses {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	all := map[int64]string{}
+	for i, v := range views {
+		for seq, what := range v {
+			if other, ok := all[seq]; ok && other != what {
+				t.Fatalf("seq %d is %q for witness %d, %q for another", seq, what, i+1, other)
+			}
+			all[seq] = what
+		}
+	}
+	for i, v := range views {
+		lo, hi := int64(1<<62), int64(0)
+		for seq := range v {
+			lo, hi = min(lo, seq), max(hi, seq)
+		}
+		for seq := lo; seq <= hi; seq++ {
+			if _, ok := v[seq]; !ok && all[seq] != fmt.Sprintf("join:witness%d joined", i+1) {
+				t.Fatalf("witness %d missed seq %d (%q)", i+1, seq, all[seq])
+			}
+		}
+	}
+	texts := map[string]bool{}
+	for _, what := range all {
+		if texts[what] {
+			t.Fatalf("%q has two seqs", what)
+		}
+		texts[what] = true
+	}
+}

@@ -220,7 +220,10 @@ func Open(ctx context.Context, opts Options) (*Cluster, error) {
 		// Nothing is buffered while disconnected: a send then fails at
 		// once (ErrUnavailable) rather than going out late.
 		natsio.ReconnectBufSize(-1),
-		natsio.DisconnectErrHandler(func(_ *natsio.Conn, err error) {
+		natsio.DisconnectErrHandler(func(nc *natsio.Conn, err error) {
+			if nc.IsClosed() {
+				return // Close
+			}
 			c.log.Warn("lost NATS; reconnecting", "err", err)
 			c.dir.disconnected()
 		}),

@@ -2,9 +2,13 @@ package main
 
 import (
 	"fmt"
+	"log/slog"
 	"net"
+	"net/http"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -314,5 +318,152 @@ func TestClusterOrderUnderConcurrentSenders(t *testing.T) {
 			t.Fatalf("%q has two seqs", what)
 		}
 		texts[what] = true
+	}
+}
+
+// TestClusterNodeLossAndResumeElsewhere: a node is killed (SIGKILL, a
+// process of its own). Within its dead time plus a heartbeat its members
+// are announced leaving on the other node, in every room they were in,
+// and their nicknames are free; one of them reconnects to the surviving
+// node and resumes the lobby from its last seq: exactly what it missed,
+// nothing twice.
+func TestClusterNodeLossAndResumeElsewhere(t *testing.T) {
+	n := startNATS(t)
+	survivor := startNode(t, n, "survivor")
+	proc, addr := chatdProcess(t, "-nats", n.url(), "-node", "doomed", "-node-dead-after", "2s", "-data", ":memory:", "-shop=false")
+
+	ann := dialTCP(t, survivor, "ann")
+	ann.login("ann")
+	bob := tcpClient(t, dial(t, addr), "bob")
+	epoch := bob.login("bob").str("epoch")
+	bob.request(`{"type":"join","room":"go"}`)
+	bob.awaitType("joined")
+	ann.request(`{"type":"join","room":"go"}`)
+	ann.awaitType("joined")
+	bob.await("ann's join in #go", func(x msg) bool { return x.str("type") == "join" && x.str("room") == "go" })
+	ann.say("seen by bob")
+	last := bob.awaitMessage("seen by bob").num("seq")
+
+	killed := time.Now()
+	if err := proc.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-proc.waitDone
+	ann.say("missed by bob")
+	ann.awaitMessage("missed by bob")
+	left := map[string]bool{}
+	for len(left) < 2 {
+		x := ann.awaitType("leave")
+		if x.str("nickname") != "" && x.str("nickname") != "bob" {
+			t.Fatalf("unexpected leave %v", x)
+		}
+		if x.str("reason") != "connection lost" && !strings.Contains(x.str("message"), "connection lost") {
+			t.Fatalf("leave %v, want reason 'connection lost'", x)
+		}
+		left[x.str("room")] = true
+	}
+	took := time.Since(killed)
+	if !left["lobby"] || !left["go"] {
+		t.Fatalf("bob announced leaving %v, want lobby and go", left)
+	}
+	t.Logf("bob's leaves announced %s after the kill (dead after 2s)", took.Round(time.Millisecond))
+	ann.say("after bob left")
+	ann.awaitMessage("after bob left")
+
+	// bob comes back on the surviving node, as himself, from where he was.
+	back := dialTCP(t, survivor, "bob again")
+	back.send(fmt.Sprintf(`{"type":"login","nickname":"bob","protocol":1,"epoch":%q,"after":%d}`, epoch, last))
+	if r := back.awaitType("login"); r.str("status") != "ok" || r.str("epoch") != epoch {
+		t.Fatalf("bob's login on the surviving node: %v (epoch was %q)", r, epoch)
+	}
+	joined := back.awaitType("joined")
+	if joined["resumed"] != true {
+		t.Fatalf("joined %v, want resumed", joined)
+	}
+	var texts []string
+	want := last + 1
+	for _, h := range joined["history"].([]any) {
+		e := msg(h.(map[string]any))
+		if e.num("seq") != want {
+			t.Fatalf("resumed history has seq %d, want %d: %v", e.num("seq"), want, joined["history"])
+		}
+		want++
+		texts = append(texts, e.str("type")+":"+e.str("message"))
+	}
+	if len(texts) != 3 || texts[0] != "message:missed by bob" || texts[2] != "message:after bob left" || !strings.HasPrefix(texts[1], "leave:") {
+		t.Fatalf("resumed %q, want the missed message, bob's leave and the next message", texts)
+	}
+	ann.say("live again")
+	if got := back.awaitMessage("live again"); got.num("seq") != want+1 { // want: bob's own join, not sent to him
+		t.Fatalf("live seq %d, want %d", got.num("seq"), want+1)
+	}
+}
+
+// TestClusterNATSOutage: NATS goes away and comes back (same port, same
+// store). Meanwhile every node reports not ready and refuses sends with a
+// clear error, and keeps its connections; afterwards they chat again, with
+// nothing acknowledged lost and nothing delivered twice, and a node's
+// database has the history without a hole.
+func TestClusterNATSOutage(t *testing.T) {
+	n := startNATS(t)
+	quiet := func(c *Config) { c.Logger = slog.New(slog.DiscardHandler) } // the outage's warnings are expected
+	durable := startNode(t, n, "durable", quiet, func(c *Config) { c.DataPath = filepath.Join(t.TempDir(), "chat.db") })
+	inMemory := startNode(t, n, "memory", quiet)
+	nodes := []*Main{durable, inMemory}
+	readyz := func(m *Main) int {
+		resp, err := http.Get("http://" + m.HTTPAddr() + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	ann := dialTCP(t, durable, "ann")
+	ann.login("ann")
+	bob := dialWS(t, inMemory, "bob")
+	bob.login("bob")
+	for i := range 3 {
+		ann.say(fmt.Sprintf("before %d", i))
+	}
+	bob.awaitMessage("before 2")
+
+	n.stop()
+	for _, m := range nodes {
+		waitFor(t, "a node to say it is not ready", func() bool { return readyz(m) == http.StatusServiceUnavailable })
+	}
+	ann.say("during the outage")
+	ann.awaitError("unreachable")
+	bob.request(`{"type":"private","to":"ann","message":"also during"}`)
+	bob.awaitError("unreachable")
+
+	n.start()
+	for _, m := range nodes {
+		waitFor(t, "a node to be ready again", func() bool { return readyz(m) == http.StatusOK })
+	}
+	ann.say("after the outage")
+	got := bob.await("the first message after the outage", func(x msg) bool { return x.str("type") == "message" })
+	if got.str("message") != "after the outage" {
+		t.Fatalf("bob's first message after the outage: %v", got)
+	}
+	bob.request(`{"type":"private","to":"ann","message":"back"}`)
+	ann.await("bob's private message", func(x msg) bool { return x.str("type") == "private" && x.str("message") == "back" })
+
+	// A newcomer on either node gets the same history: no hole, nothing
+	// refused, nothing twice.
+	for i, m := range nodes {
+		c := dialTCP(t, m, fmt.Sprintf("newcomer%d", i))
+		c.login(c.name)
+		var texts []string
+		var prev int64
+		for _, e := range allHistory(c, "lobby") {
+			if prev != 0 && e.num("seq") <= prev {
+				t.Fatalf("history out of order: %d after %d", e.num("seq"), prev)
+			}
+			prev = e.num("seq")
+			texts = append(texts, e.str("message"))
+		}
+		if strings.Join(texts, ",") != "before 0,before 1,before 2,after the outage" {
+			t.Fatalf("node %d's history after the outage: %q", i+1, texts)
+		}
 	}
 }

@@ -77,6 +77,26 @@ func TestSoak(t *testing.T) { soak(t, "") }
 // through the journal before it is delivered.
 func TestSoakDurable(t *testing.T) { soak(t, filepath.Join(t.TempDir(), "chat.db")) }
 
+// TestSoakCluster is the soak over two nodes of a cluster (NATS embedded):
+// each connection picks a node, and the invariants hold across them.
+func TestSoakCluster(t *testing.T) {
+	cfg := soakSettings(t)
+	cfg.workers, cfg.pace = 8, time.Millisecond
+	t.Logf("soak: seed %d, %s, %d workers, 2 nodes (replay: CHAT_SOAK_SEED=%d CHAT_SOAK=%s)", cfg.seed, cfg.duration, cfg.workers, cfg.seed, cfg.duration)
+	errs := &errorLog{}
+	n := startNATS(t)
+	var nodes []*Main
+	for i := range 2 {
+		nodes = append(nodes, startNode(t, n, fmt.Sprintf("soak%d", i+1), func(c *Config) {
+			c.Logger = slog.New(errs.handler(c.Logger.Handler()))
+			c.Admission = admission.Options{MaxConnsPerIP: -1, ConnRatePerIP: -1}
+			c.Session = session.Options{RequestRate: -1, QueueMessages: 48, QueueBytes: 48 << 10,
+				WriteTimeout: 2 * time.Second}
+		}))
+	}
+	runSoak(t, cfg, nodes, errs, 2)
+}
+
 func soak(t *testing.T, dataPath string) {
 	cfg := soakSettings(t)
 	t.Logf("soak: seed %d, %s, %d workers (replay: CHAT_SOAK_SEED=%d CHAT_SOAK=%s)", cfg.seed, cfg.duration, cfg.workers, cfg.seed, cfg.duration)

@@ -178,15 +178,31 @@ func chatdProcess(t *testing.T, args ...string) (*process, string) {
 	go func() { _ = cmd.Wait(); close(p.waitDone) }()
 	t.Cleanup(func() { _ = cmd.Process.Kill(); <-p.waitDone })
 	addr := make(chan string, 1)
+	var logMu sync.Mutex
+	var logged []string
+	readDone := make(chan struct{})
 	go func() {
+		defer close(readDone)
 		re := regexp.MustCompile(`tcp=(127\.0\.0\.1:\d+)`)
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
+			logMu.Lock()
+			logged = append(logged, sc.Text())
+			logMu.Unlock()
 			if m := re.FindStringSubmatch(sc.Text()); m != nil {
 				addr <- m[1]
 			}
 		}
 	}()
+	t.Cleanup(func() { // what the process logged, when it matters
+		_ = cmd.Process.Kill()
+		<-readDone
+		if t.Failed() {
+			logMu.Lock()
+			defer logMu.Unlock()
+			t.Logf("chatd process %v logged:\n%s", args, strings.Join(logged, "\n"))
+		}
+	})
 	select {
 	case a := <-addr:
 		return p, a

@@ -33,21 +33,19 @@ func (c *Cluster) startConsumer(cursor uint64) error {
 		return fmt.Errorf("nats: consumer: %w", err)
 	}
 	c.consumerOK.Store(true)
+	msgs := make(chan jetstream.Msg, maxWrite)
 	c.workers.Go(func() {
 		<-c.ctx.Done()
 		it.Stop()
 	})
-	c.workers.Go(func() { c.consume(it) })
+	c.workers.Go(func() { c.read(it, msgs) })
+	c.workers.Go(func() { c.consume(msgs) })
 	return nil
 }
 
-// consume is the consumer's goroutine: it gathers what is waiting (up to
-// maxWrite events), writes it to the Journal in one transaction, and
-// delivers it, event by event, in the stream's order.
-func (c *Cluster) consume(it jetstream.MessagesContext) {
-	last := make(map[string]uint64) // per room, the last seq delivered
-	var events []*hub.Event
-	var cursor uint64
+// read hands the consumer's messages on, until it is stopped.
+func (c *Cluster) read(it jetstream.MessagesContext, msgs chan<- jetstream.Msg) {
+	defer close(msgs)
 	for {
 		msg, err := it.Next()
 		if err != nil {
@@ -57,15 +55,37 @@ func (c *Cluster) consume(it jetstream.MessagesContext) {
 			c.log.Warn("stream consumer", "err", err)
 			continue
 		}
-		meta, err := msg.Metadata()
-		if err != nil {
-			c.log.Warn("stream message without metadata", "err", err)
-			continue
-		}
-		cursor = meta.Sequence.Stream
-		events = c.admit(msg, cursor, last, events)
-		if meta.NumPending > 0 && len(events) < maxWrite {
-			continue // more is waiting: write it together
+		msgs <- msg
+	}
+}
+
+// consume is the delivering goroutine: it takes what has arrived (up to
+// maxWrite events), writes it to the Journal in one transaction (group
+// commit: the more arrives, the larger the batch), and delivers it, event
+// by event, in the stream's order.
+func (c *Cluster) consume(msgs <-chan jetstream.Msg) {
+	last := make(map[string]uint64) // per room, the last seq delivered
+	var events []*hub.Event
+	var cursor uint64
+	for msg := range msgs {
+		for {
+			if meta, err := msg.Metadata(); err != nil {
+				c.log.Warn("stream message without metadata", "err", err)
+			} else {
+				cursor = meta.Sequence.Stream
+				events = c.admit(msg, cursor, last, events)
+			}
+			if len(events) >= maxWrite {
+				break
+			}
+			var more bool
+			select {
+			case msg, more = <-msgs:
+			default:
+			}
+			if !more {
+				break
+			}
 		}
 		c.write(events, cursor)
 		for _, ev := range events {

@@ -217,31 +217,30 @@ func (d *directory) writer() {
 		o := d.ops[0]
 		var pv presenceValue
 		if o.key == "" {
+			// Read the latest state and let a later Present queue
+			// again: what it says must be written after this.
 			pv = d.latest[o.member]
+			delete(d.pending, o.member)
 		}
 		d.qmu.Unlock()
 
-		err := d.apply(o, pv)
-		if err != nil && c.ctx.Err() == nil {
-			select {
+		if err := d.apply(o, pv); err != nil {
+			if c.ctx.Err() != nil {
+				return // closed
+			}
+			select { // NATS is away: try again (the latest state, then)
 			case <-c.ctx.Done():
 			case <-time.After(250 * time.Millisecond):
 			}
-			continue // NATS is away: try again
+			continue
 		}
 		d.qmu.Lock()
 		d.ops = d.ops[1:]
-		if o.key == "" {
-			delete(d.pending, o.member)
-			if d.latest[o.member].gone {
-				delete(d.latest, o.member)
-			}
+		if o.key == "" && !d.pending[o.member] && d.latest[o.member].gone {
+			delete(d.latest, o.member)
 		}
 		d.qcond.Broadcast() // flush waits for an empty queue
 		d.qmu.Unlock()
-		if err != nil {
-			return // closed
-		}
 	}
 }
 

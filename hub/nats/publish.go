@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"sync"
 	"time"
@@ -161,12 +162,14 @@ func (c *Cluster) publishBatch(rp *roomPublisher, batch []*pending) error {
 	defer cancel()
 	var batchID string // the last attempt's
 	for attempt := 0; ; attempt++ {
-		if attempt > 0 {
-			// Back off a little on a lost race, more while NATS is away.
+		if attempt > 1 {
+			// Lost the race for the room's next place more than once:
+			// back off a little (up to 20 ms, jittered), so that the
+			// nodes sending to one room take turns.
 			select {
 			case <-ctx.Done():
 				return ErrUnavailable
-			case <-time.After(time.Duration(min(attempt, 20)) * 5 * time.Millisecond):
+			case <-time.After(time.Duration(rand.Int64N(int64(min(attempt, 20)) * int64(time.Millisecond)))):
 			}
 		}
 		if c.nc.Status() != natsio.CONNECTED {

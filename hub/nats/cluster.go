@@ -157,6 +157,10 @@ type Cluster struct {
 
 	dir directory // nicknames, presence, nodes (see directory.go)
 
+	// loseAnswer, in tests, makes a stored batch look unacknowledged
+	// (NATS went away before the answer came) when it returns true.
+	loseAnswer func() bool
+
 	consumed   atomic.Uint64 // the stream position delivered up to
 	consumerOK atomic.Bool   // the consumer is reading
 

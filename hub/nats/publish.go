@@ -23,6 +23,10 @@ const (
 	headerOrigin  = "Chatd-Node"     // on direct messages: the node that sent it
 )
 
+// errAnswerLost stands for a publish whose acknowledgement never came
+// (tests: Cluster.loseAnswer).
+var errAnswerLost = errors.New("nats: the answer was lost")
+
 // maxBatch bounds the events in one stream message: 128 of the longest
 // messages (4 KiB, escaped at most twice) stay under NATS's 1 MB payload.
 const maxBatch = 128
@@ -202,6 +206,9 @@ func (c *Cluster) publishBatch(rp *roomPublisher, batch []*pending) error {
 		msg.Header.Set(headerBatch, id)
 		msg.Data = data
 		ack, err := c.js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequencePerSubject(baseStream), jetstream.WithMsgID(id))
+		if err == nil && c.loseAnswer != nil && c.loseAnswer() {
+			err = errAnswerLost
+		}
 		switch {
 		case err == nil:
 			rp.mu.Lock()

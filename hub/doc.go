@@ -39,9 +39,9 @@
 //     sequencer: it stamps each room event with the room's next Seq, stamps
 //     Time, and calls the hub's fan-out for one event at a time, so every
 //     member of a room receives that room's events in the same order.
-//     MemoryBroker does this under its own mutex; a networked broker (NATS,
-//     for several chatd nodes) would do it from its single subscription
-//     goroutine. The fronts never see the broker.
+//     MemoryBroker does this under its own mutex; the cluster's broker
+//     (hub/nats) from its one consumer goroutine (see "Clustering"). The
+//     fronts never see the broker.
 //
 //   - History without gaps. Fan-out appends each sequenced event to History
 //     while holding Hub.mu for reading; JoinRoom (and Login, for the lobby)
@@ -111,6 +111,34 @@
 //     goroutine only the event its handler panicked on. Hub.mu is released
 //     by defers, so a panic under it cannot leave the hub locked for
 //     everyone.
+//
+//   - Clustering. With Options.Directory (hub/nats's Cluster, which is
+//     also the Broker), the hub is one node of several sharing every room
+//     through NATS JetStream. Ordering: a room's events are stored in one
+//     JetStream stream, each node publishing a batch only if nothing else
+//     was stored in the room since the last one it knows of (compare-and-
+//     set), so seq is contiguous and cluster-wide. Delivery: each node's
+//     single consumer goroutine reads every room's events in stream order,
+//     writes them to the node's own Journal (its SQLite copy, if any) and
+//     calls fan-out one event at a time, exactly like the journaled
+//     broker's deliverer; private messages, typing and notices arrive on
+//     a core NATS subscription's goroutine, serialised with it by the
+//     cluster's delivery mutex. Each node fans out to its own members only.
+//     Publish returns once the event is stored in JetStream (its echo
+//     comes back through the consumer) or fails with the cluster's
+//     ErrUnavailable, which the sender sees. History and resume: fan-out
+//     appends every room event to History, on every node, even for a room
+//     with no member there, so History.After and scroll-back answer alike
+//     on any node, and a member whose node died resumes on another from
+//     its Position (the epoch is the cluster's). Nicknames are claimed
+//     cluster-wide (Directory.Claim, over the network, before Hub.mu is
+//     taken; the local check under Hub.mu stays); presence goes out after
+//     each membership change (Directory.Present, after its announcement),
+//     and other nodes' members appear in lists and can be sent private
+//     messages through the Directory's lookups, which answer from memory
+//     under Hub.mu (lock order: Hub.mu → the directory's lock). Member ids
+//     come from a range per node start (Options.FirstID). Without a
+//     Directory none of this runs: the single-node paths are unchanged.
 //
 //   - Events are immutable once published and shared by every recipient, so
 //     an event is encoded once per wire shape (hub/wire, through the cache

@@ -34,11 +34,12 @@ type Directory interface {
 	RoomCounts() map[string]int
 }
 
-// MaxRemoteListed bounds how many other nodes' members a member list
-// (KindJoined's, or a members request's) includes: a room spread over a
-// cluster may have a hundred thousand members, and a list of them all on
-// every join would cost more than the join.
-const MaxRemoteListed = 1000
+// MaxListed bounds how many members a member list (KindJoined's, or
+// RoomMembers') names: a room of a hundred thousand members (a cluster's
+// lobby) would cost a list of them all on every join, more than the join
+// itself. Rooms that big do not announce joins and leaves either
+// (Options.AnnounceLimit); Rooms still counts every member.
+const MaxListed = 1000
 
 // NicknameKey is the form under which nicknames are unique: two nicknames
 // with one key (case, width, lookalike letters) cannot both be taken. A

@@ -749,14 +749,14 @@ func (h *Hub) RoomMembers(id int64, roomName string) (string, []Identity, error)
 	return name, h.membersLocked(h.rooms[name]), nil
 }
 
-// membersLocked lists r's members: those here, and, in a cluster, up to
-// MaxRemoteListed of other nodes'.
+// membersLocked lists up to MaxListed of r's members: those here first,
+// then, in a cluster, other nodes'.
 func (h *Hub) membersLocked(r *room) []Identity {
-	here := identities(r.members)
-	if h.dir == nil {
+	here := identities(r.members[:min(len(r.members), MaxListed)])
+	if h.dir == nil || len(here) >= MaxListed {
 		return here
 	}
-	return append(here, h.dir.RoomMembers(r.name, MaxRemoteListed)...)
+	return append(here, h.dir.RoomMembers(r.name, MaxListed-len(here))...)
 }
 
 // Members returns every logged-in member in no particular order.

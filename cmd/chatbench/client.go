@@ -86,14 +86,15 @@ func dial(ctx context.Context, cfg config, i int, ws bool) (wire, error) {
 		d.LocalAddr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(1+i%cfg.sources))}
 	}
 	if !ws {
-		c, err := d.DialContext(ctx, "tcp", cfg.tcpAddr)
+		c, err := d.DialContext(ctx, "tcp", cfg.tcpAddrs[i%len(cfg.tcpAddrs)])
 		if err != nil {
 			return nil, err
 		}
 		return &tcpWire{c: c, r: bufio.NewReaderSize(c, 16<<10)}, nil
 	}
+	wsURL := cfg.wsURLs[i%len(cfg.wsURLs)]
 	if !cfg.wsLibrary {
-		u, err := url.Parse(cfg.wsURL)
+		u, err := url.Parse(wsURL)
 		if err != nil {
 			return nil, err
 		}
@@ -101,14 +102,14 @@ func dial(ctx context.Context, cfg config, i int, ws bool) (wire, error) {
 		if err != nil {
 			return nil, err
 		}
-		w, err := dialRawWS(ctx, c, cfg.wsURL)
+		w, err := dialRawWS(ctx, c, wsURL)
 		if err != nil {
 			c.Close()
 			return nil, err
 		}
 		return w, nil
 	}
-	c, _, err := websocket.Dial(ctx, cfg.wsURL, &websocket.DialOptions{HTTPClient: httpClient(d)})
+	c, _, err := websocket.Dial(ctx, wsURL, &websocket.DialOptions{HTTPClient: httpClient(d)})
 	if err != nil {
 		return nil, err
 	}

@@ -24,6 +24,8 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/pprof"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -33,7 +35,10 @@ import (
 )
 
 type config struct {
-	tcpAddr, wsURL string
+	tcpAddrs       []string // client i dials tcpAddrs[i%len] (several: the nodes of a cluster)
+	wsURLs         []string
+	namePrefix     string // nicknames are namePrefix + i: unique per process in a cluster run
+	probeListen    bool   // idle run: wait for another process's probe instead of sending one
 	clients        int
 	wsClients      int
 	senders        int
@@ -42,7 +47,7 @@ type config struct {
 	inflight       int
 	duration       time.Duration
 	size           int
-	pid            int
+	pids           []int // chatd processes whose RSS and CPU are summed
 	sources        int
 	settle         time.Duration
 	gcURL          string
@@ -55,8 +60,10 @@ type config struct {
 
 func main() {
 	var cfg config
-	flag.StringVar(&cfg.tcpAddr, "tcp", "127.0.0.1:8000", "chatd TCP address")
-	flag.StringVar(&cfg.wsURL, "ws", "ws://127.0.0.1:8080/ws", "chatd WebSocket URL")
+	tcpAddrs := flag.String("tcp", "127.0.0.1:8000", "chatd TCP address; several, comma-separated (the nodes of a cluster): client i connects to the i-th modulo their number")
+	wsURLs := flag.String("ws", "ws://127.0.0.1:8080/ws", "chatd WebSocket URL; several, comma-separated, as -tcp")
+	flag.StringVar(&cfg.namePrefix, "name-prefix", "bench", "nickname prefix (client i is PREFIXi): give each chatbench process its own when several share a cluster")
+	flag.BoolVar(&cfg.probeListen, "probe-listen", false, "idle run: send no probe, wait (up to 2 minutes) for each client to receive one sent by another chatbench process")
 	flag.IntVar(&cfg.clients, "clients", 100, "clients to connect")
 	flag.IntVar(&cfg.wsClients, "ws-clients", 0, "how many of the clients use WebSocket (the rest TCP); -1: all")
 	flag.IntVar(&cfg.senders, "senders", 10, "clients that send (0: idle run: connect, measure memory, check one delivery reaches all)")
@@ -65,7 +72,7 @@ func main() {
 	flag.IntVar(&cfg.inflight, "inflight", 256, "max rate: how far (in messages) the slowest client may fall behind before senders wait; keep it below chatd's -queue-messages")
 	flag.DurationVar(&cfg.duration, "duration", 10*time.Second, "how long senders send")
 	flag.IntVar(&cfg.size, "size", 64, "message text size in bytes")
-	flag.IntVar(&cfg.pid, "pid", 0, "chatd's pid, to report its RSS and CPU")
+	pids := flag.String("pid", "", "chatd's pid, to report its RSS and CPU; several, comma-separated, are summed (a cluster's nodes)")
 	flag.IntVar(&cfg.sources, "sources", 1, "loopback source addresses to spread connections over (127.0.0.1 .. 127.0.0.N)")
 	flag.DurationVar(&cfg.settle, "settle", time.Second, "idle time that counts as settled after connecting")
 	flag.StringVar(&cfg.gcURL, "gc-url", "", "URL to GET before measuring idle RSS, to make the server collect the connect phase's garbage and return it to the OS (chatd -debug-addr A: http://A/debug/freeosmemory)")
@@ -76,6 +83,19 @@ func main() {
 	flag.BoolVar(&cfg.quickAcks, "quick-acks", false, "let the epoll readers' sockets acknowledge every push at once (the kernel's default) instead of delaying acknowledgements as a receive-only client may")
 	cpuProfile := flag.String("cpuprofile", "", "write the load tool's own CPU profile to this file (to see whether it is the bottleneck)")
 	flag.Parse()
+	cfg.tcpAddrs, cfg.wsURLs = splitList(*tcpAddrs), splitList(*wsURLs)
+	for _, p := range splitList(*pids) {
+		pid, err := strconv.Atoi(p)
+		if err != nil || pid <= 0 {
+			fmt.Fprintf(os.Stderr, "chatbench: -pid %q: not a pid\n", p)
+			os.Exit(2)
+		}
+		cfg.pids = append(cfg.pids, pid)
+	}
+	if len(cfg.tcpAddrs) == 0 || len(cfg.wsURLs) == 0 {
+		fmt.Fprintln(os.Stderr, "chatbench: -tcp and -ws need an address")
+		os.Exit(2)
+	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err == nil {
@@ -171,9 +191,9 @@ func (p *pacer) wait(ctx context.Context, n int) bool {
 func run(ctx context.Context, cfg config) (res *result, err error) {
 	res = &result{Config: cfg.describe()}
 	var before procStat
-	if cfg.pid > 0 {
+	if len(cfg.pids) > 0 {
 		var err error
-		if before, err = readProc(cfg.pid); err != nil {
+		if before, err = readProcs(cfg.pids); err != nil {
 			return res, err
 		}
 		res.ServerRSSBefore = before.rss
@@ -205,7 +225,7 @@ func run(ctx context.Context, cfg config) (res *result, err error) {
 			ws := i >= cfg.clients-cfg.wsClients
 			w, err := dial(ctx, cfg, i, ws)
 			if err == nil {
-				err = login(w, fmt.Sprintf("bench%d", i), cfg.original)
+				err = login(w, fmt.Sprintf("%s%d", cfg.namePrefix, i), cfg.original)
 			}
 			if err != nil {
 				connectErr.CompareAndSwap(nil, fmt.Errorf("client %d: %w", i, err))
@@ -276,8 +296,8 @@ func run(ctx context.Context, cfg config) (res *result, err error) {
 		}
 		time.Sleep(cfg.settle) // the runtime returns freed pages to the OS over a few seconds
 	}
-	if cfg.pid > 0 {
-		idle, err := readProc(cfg.pid)
+	if len(cfg.pids) > 0 {
+		idle, err := readProcs(cfg.pids)
 		if err != nil {
 			return res, err
 		}
@@ -348,14 +368,19 @@ func probe(ctx context.Context, clients []*client, cfg config, res *result) erro
 	msg := request(nil, cfg.original, payload(nil, 0, 1, time.Now(), cfg.size))
 	// Client 0 sends as "sender 0"; every client tracks at least one sender.
 	start := time.Now()
-	if err := clients[0].w.write(msg); err != nil {
-		return err
+	want, wait := int64(len(clients)), 30*time.Second
+	if cfg.probeListen {
+		fmt.Fprintln(os.Stderr, "chatbench: connected; waiting for a probe")
+		wait = 2 * time.Minute
+	} else {
+		if err := clients[0].w.write(msg); err != nil {
+			return err
+		}
+		if cfg.original {
+			want-- // no echo to the sender
+		}
 	}
-	want := int64(len(clients))
-	if cfg.original {
-		want-- // no echo to the sender
-	}
-	for time.Since(start) < 30*time.Second && ctx.Err() == nil {
+	for time.Since(start) < wait && ctx.Err() == nil {
 		if reached := count(clients, func(c *client) int64 { return c.got.Load() }); reached >= want {
 			break
 		}
@@ -391,8 +416,8 @@ func load(ctx context.Context, clients []*client, senders []*sender, cfg config,
 	ctx, cancel := context.WithTimeout(ctx, cfg.duration)
 	defer cancel()
 	var serverStart procStat
-	if cfg.pid > 0 {
-		serverStart, _ = readProc(cfg.pid)
+	if len(cfg.pids) > 0 {
+		serverStart, _ = readProcs(cfg.pids)
 	}
 	p := &pacer{limit: int64(max(cfg.inflight, 8)), clients: clients, senders: senders, orig: cfg.original}
 	selfStart := selfCPU()
@@ -421,8 +446,8 @@ func load(ctx context.Context, clients []*client, senders []*sender, cfg config,
 	}
 	total := time.Since(start)
 	delivered := count(clients, func(c *client) int64 { return c.got.Load() })
-	if cfg.pid > 0 {
-		end, err := readProc(cfg.pid)
+	if len(cfg.pids) > 0 {
+		end, err := readProcs(cfg.pids)
 		if err != nil {
 			return err
 		}
@@ -503,6 +528,17 @@ type result struct {
 	ToolCPUPerDeliveryUS   float64 `json:"tool_cpu_us_per_delivery,omitempty"`
 }
 
+// splitList splits a comma-separated flag value, dropping empty parts.
+func splitList(v string) []string {
+	var out []string
+	for _, part := range strings.Split(v, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			out = append(out, part)
+		}
+	}
+	return out
+}
+
 func (c config) describe() string {
 	proto := "extended"
 	if c.original {
@@ -512,8 +548,12 @@ func (c config) describe() string {
 	if c.rate > 0 {
 		rate = fmt.Sprintf("%.0f/s", c.rate)
 	}
-	return fmt.Sprintf("%d clients (%d ws), %d senders, %s protocol, rate %s, %s, %d-byte messages",
-		c.clients, c.wsClients, c.senders, proto, rate, c.duration, c.size)
+	nodes := ""
+	if n := max(len(c.tcpAddrs), len(c.wsURLs)); n > 1 {
+		nodes = fmt.Sprintf(", over %d nodes", n)
+	}
+	return fmt.Sprintf("%d clients (%d ws), %d senders, %s protocol, rate %s, %s, %d-byte messages%s",
+		c.clients, c.wsClients, c.senders, proto, rate, c.duration, c.size, nodes)
 }
 
 func (r *result) print(w io.Writer) {

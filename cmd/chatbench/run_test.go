@@ -69,7 +69,7 @@ func TestRunDeliversEverything(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			tcpAddr, wsURL := startServer(t) // its own: nicknames are free again
 			cfg := config{
-				tcpAddr: tcpAddr, wsURL: wsURL,
+				tcpAddrs: []string{tcpAddr}, wsURLs: []string{wsURL}, namePrefix: "bench",
 				clients: 20, wsClients: 10, senders: 3,
 				rate: 300, inflight: 64, duration: 300 * time.Millisecond, size: 64,
 				sources: 1, settle: 50 * time.Millisecond, pollers: 2, pollInterval: time.Millisecond,

@@ -75,6 +75,20 @@ type procStat struct {
 	cpu time.Duration // user + system
 }
 
+// readProcs sums readProc over several processes (a cluster's nodes).
+func readProcs(pids []int) (procStat, error) {
+	var sum procStat
+	for _, pid := range pids {
+		st, err := readProc(pid)
+		if err != nil {
+			return sum, err
+		}
+		sum.rss += st.rss
+		sum.cpu += st.cpu
+	}
+	return sum, nil
+}
+
 func readProc(pid int) (procStat, error) {
 	var st procStat
 	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))

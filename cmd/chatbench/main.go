@@ -35,27 +35,27 @@ import (
 )
 
 type config struct {
-	tcpAddrs       []string // client i dials tcpAddrs[i%len] (several: the nodes of a cluster)
-	wsURLs         []string
-	namePrefix     string // nicknames are namePrefix + i: unique per process in a cluster run
-	probeListen    bool   // idle run: wait for another process's probe instead of sending one
-	clients        int
-	wsClients      int
-	senders        int
-	original       bool
-	rate           float64
-	inflight       int
-	duration       time.Duration
-	size           int
-	pids           []int // chatd processes whose RSS and CPU are summed
-	sources        int
-	settle         time.Duration
-	gcURL          string
-	goReaders      bool
-	pollers        int
-	wsLibrary      bool
-	quickAcks      bool
-	pollInterval   time.Duration
+	tcpAddrs     []string // client i dials tcpAddrs[i%len] (several: the nodes of a cluster)
+	wsURLs       []string
+	namePrefix   string // nicknames are namePrefix + i: unique per process in a cluster run
+	probeListen  bool   // idle run: wait for another process's probe instead of sending one
+	clients      int
+	wsClients    int
+	senders      int
+	original     bool
+	rate         float64
+	inflight     int
+	duration     time.Duration
+	size         int
+	pids         []int // chatd processes whose RSS and CPU are summed
+	sources      int
+	settle       time.Duration
+	gcURL        string
+	goReaders    bool
+	pollers      int
+	wsLibrary    bool
+	quickAcks    bool
+	pollInterval time.Duration
 }
 
 func main() {

@@ -104,16 +104,17 @@ func TestLostAnswerIsNotStoredTwice(t *testing.T) {
 	var lost atomic.Bool
 	c.loseAnswer = func() bool { return lost.CompareAndSwap(false, true) } // the first answer only
 	ctx := context.Background()
-	if err := c.Publish(ctx, message("lobby", "once")); err != nil {
+	// publishRoom waits for the outcome (Publish would return at once).
+	if err := c.publishRoom(ctx, []*hub.Event{message("lobby", "once")}); err != nil {
 		t.Fatalf("publish whose answer was lost: %v", err)
 	}
-	if !lost.Load() {
-		t.Fatal("the answer was not lost: the test tested nothing")
-	}
-	if err := c.Publish(ctx, message("lobby", "twice?")); err != nil {
+	if err := c.publishRoom(ctx, []*hub.Event{message("lobby", "twice?")}); err != nil {
 		t.Fatal(err)
 	}
 	evs := r.await(t, "both messages", func(evs []*hub.Event) bool { return len(evs) >= 2 })
+	if !lost.Load() {
+		t.Fatal("the answer was not lost: the test tested nothing")
+	}
 	if len(evs) != 2 || evs[0].Text != "once" || evs[0].Seq != 1 || evs[1].Text != "twice?" || evs[1].Seq != 2 {
 		for _, ev := range evs {
 			t.Logf("seq %d %q", ev.Seq, ev.Text)

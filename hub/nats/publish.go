@@ -31,16 +31,25 @@ var errAnswerLost = errors.New("nats: the answer was lost")
 // messages (4 KiB, escaped at most twice) stay under NATS's 1 MB payload.
 const maxBatch = 128
 
-// Publish implements hub.Broker. A room event returns once it is stored in
-// JetStream with its seq (it is delivered, here and on every node, by the
-// consumer); anything else once it is sent. While NATS is unreachable it
-// fails with ErrUnavailable, except a server-wide notice, which this
-// node's own members get regardless.
+// Publish implements hub.Broker. A room event is queued for its room's
+// publisher and Publish returns: it is delivered, here and on every node,
+// by the consumer once it is stored in JetStream with its seq, and a
+// message that cannot be stored comes back to its sender as a KindRefused
+// event instead (as with a journaled MemoryBroker), so that a member's
+// messages are sent in batches rather than one round trip at a time.
+// Anything else returns once it is sent. While NATS is unreachable
+// Publish fails at once with ErrUnavailable, except a server-wide notice,
+// which this node's own members get regardless. Publish waits only while
+// its room has maxQueued events waiting (backpressure).
 func (c *Cluster) Publish(ctx context.Context, ev *hub.Event) error {
 	ev.Time = time.Now()
 	switch {
 	case hub.Sequenced(ev.Kind):
-		return c.publishRoom(ctx, []*hub.Event{ev})
+		if c.nc.Status() != natsio.CONNECTED {
+			return ErrUnavailable
+		}
+		_, err := c.enqueue(ctx, []*hub.Event{ev}, false)
+		return err
 	case ev.Kind == hub.KindNotice && ev.Room == "":
 		c.deliverOne(ev) // this node's members first: it may be shutting down
 		_ = c.publishDirect(ev)
@@ -104,26 +113,10 @@ func subjectOf(room string) string {
 // publishRoom stores events, all of one room, and waits until they are
 // stored (or refused).
 func (c *Cluster) publishRoom(ctx context.Context, events []*hub.Event) error {
-	room := events[0].Room
-	c.pubMu.Lock()
-	rp := c.pubs[room]
-	if rp == nil {
-		rp = &roomPublisher{room: room, subject: subjectOf(room)}
-		c.pubs[room] = rp
+	ps, err := c.enqueue(ctx, events, true)
+	if err != nil {
+		return err
 	}
-	c.pubMu.Unlock()
-
-	ps := make([]*pending, len(events))
-	rp.mu.Lock()
-	for i, ev := range events {
-		ps[i] = &pending{ev: ev, done: make(chan error, 1)}
-	}
-	rp.queue = append(rp.queue, ps...)
-	if !rp.running {
-		rp.running = true
-		c.workers.Go(func() { c.runPublisher(rp) })
-	}
-	rp.mu.Unlock()
 	var errs []error
 	for _, p := range ps {
 		select {
@@ -136,6 +129,55 @@ func (c *Cluster) publishRoom(ctx context.Context, events []*hub.Event) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// maxQueued bounds the events waiting for one room's publisher: past it,
+// publishers wait (their connections' readers stop reading, which slows
+// their clients down), so a flood costs no memory.
+const maxQueued = 16384
+
+// enqueue queues events, all of one room, for the room's publisher,
+// starting it if it is not running. With wait, each pending event gets a
+// channel its outcome is sent on; without, a message that cannot be
+// stored is refused to its sender with a KindRefused event.
+func (c *Cluster) enqueue(ctx context.Context, events []*hub.Event, wait bool) ([]*pending, error) {
+	room := events[0].Room
+	c.pubMu.Lock()
+	rp := c.pubs[room]
+	if rp == nil {
+		rp = &roomPublisher{room: room, subject: subjectOf(room)}
+		c.pubs[room] = rp
+	}
+	c.pubMu.Unlock()
+
+	ps := make([]*pending, len(events))
+	for i, ev := range events {
+		ps[i] = &pending{ev: ev}
+		if wait {
+			ps[i].done = make(chan error, 1)
+		}
+	}
+	rp.mu.Lock()
+	defer rp.mu.Unlock()
+	for len(rp.queue) >= maxQueued {
+		rp.mu.Unlock()
+		select { // rare: a room flooded past what NATS takes
+		case <-ctx.Done():
+			rp.mu.Lock()
+			return nil, ctx.Err()
+		case <-c.ctx.Done():
+			rp.mu.Lock()
+			return nil, ErrUnavailable
+		case <-time.After(time.Millisecond):
+		}
+		rp.mu.Lock()
+	}
+	rp.queue = append(rp.queue, ps...)
+	if !rp.running {
+		rp.running = true
+		c.workers.Go(func() { c.runPublisher(rp) })
+	}
+	return ps, nil
 }
 
 // runPublisher publishes rp's queue, a batch at a time, until it is empty.
@@ -154,7 +196,15 @@ func (c *Cluster) runPublisher(rp *roomPublisher) {
 
 		err := c.publishBatch(rp, batch)
 		for _, p := range batch {
-			p.done <- err
+			switch {
+			case p.done != nil:
+				p.done <- err
+			case err != nil && p.ev.Kind == hub.KindMessage:
+				c.deliverOne(&hub.Event{Kind: hub.KindRefused, Room: p.ev.Room, Time: p.ev.Time,
+					From: p.ev.From, Text: p.ev.Text, Reason: err.Error()})
+			case err != nil:
+				c.log.Warn("announcement lost", "kind", p.ev.Kind.String(), "room", p.ev.Room, "err", err)
+			}
 		}
 	}
 }

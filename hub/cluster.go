@@ -32,6 +32,11 @@ type Directory interface {
 	RoomMembers(room string, limit int) []Identity
 	// RoomCounts counts other nodes' members by room.
 	RoomCounts() map[string]int
+	// RoomSize counts room's members across the cluster, this node's
+	// included, as presence last said: it decides whether joins and
+	// leaves are announced there (Options.AnnounceLimit), which must
+	// depend on the room's size, not on how many of its members are here.
+	RoomSize(room string) int
 }
 
 // MaxListed bounds how many members a member list (KindJoined's, or

@@ -86,6 +86,23 @@ func (d *fakeDirectory) RoomMembers(room string, limit int) []hub.Identity {
 	return out
 }
 
+func (d *fakeDirectory) RoomSize(room string) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n := 0
+	for _, rooms := range d.rooms {
+		if slices.Contains(rooms, room) {
+			n++
+		}
+	}
+	for _, rooms := range d.present {
+		if slices.Contains(rooms, room) {
+			n++
+		}
+	}
+	return n
+}
+
 func (d *fakeDirectory) RoomCounts() map[string]int {
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -865,7 +865,14 @@ func roomOrLobby(roomName string) (string, error) {
 
 // announcedLocked reports whether joins and leaves are announced in r.
 func (h *Hub) announcedLocked(r *room) bool {
-	return h.opts.AnnounceLimit < 0 || len(r.members) <= h.opts.AnnounceLimit
+	if h.opts.AnnounceLimit < 0 {
+		return true
+	}
+	n := len(r.members)
+	if h.dir != nil {
+		n = max(n, h.dir.RoomSize(r.name))
+	}
+	return n <= h.opts.AnnounceLimit
 }
 
 // createRoomLocked creates the named room, counting it against creator's

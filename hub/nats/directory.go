@@ -701,3 +701,12 @@ func (c *Cluster) RoomCounts() map[string]int {
 	}
 	return out
 }
+
+// RoomSize implements hub.Directory: every node's members, this one's
+// included, as chatd-presence says.
+func (c *Cluster) RoomSize(room string) int {
+	d := &c.dir
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return len(d.byRoom[room])
+}

@@ -160,6 +160,9 @@ type Cluster struct {
 	// loseAnswer, in tests, makes a stored batch look unacknowledged
 	// (NATS went away before the answer came) when it returns true.
 	loseAnswer func() bool
+	// loseReads, in tests, makes the consumer drop that many messages, as
+	// a consumer that stops delivering would.
+	loseReads atomic.Int32
 
 	consumed   atomic.Uint64 // the stream position delivered up to
 	consumerOK atomic.Bool   // the consumer is reading

@@ -196,3 +196,27 @@ func TestNicknameOfADeadNodeIsTakenOver(t *testing.T) {
 		time.Sleep(50 * time.Millisecond) // a's death takes DeadAfter: nothing to wait on but time
 	}
 }
+
+// TestStuckConsumerIsReopened: a consumer that stops delivering (here it
+// drops what it reads) is noticed, since the stream has moved past what
+// was delivered, and reopened after the last event delivered: nothing is
+// missed.
+func TestStuckConsumerIsReopened(t *testing.T) {
+	ns := startServer(t)
+	c, r := startNode(t, ns, "a")
+	ctx := context.Background()
+	if err := c.publishRoom(ctx, []*hub.Event{message("lobby", "first")}); err != nil {
+		t.Fatal(err)
+	}
+	r.await(t, "the first message", func(evs []*hub.Event) bool { return len(evs) == 1 })
+	c.loseReads.Store(2)
+	for _, text := range []string{"second", "third"} {
+		if err := c.publishRoom(ctx, []*hub.Event{message("lobby", text)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	evs := r.await(t, "the messages the consumer lost", func(evs []*hub.Event) bool { return len(evs) >= 3 })
+	if len(evs) != 3 || evs[1].Text != "second" || evs[2].Text != "third" || evs[2].Seq != 3 {
+		t.Fatalf("delivered %d events, want first, second, third", len(evs))
+	}
+}

@@ -1,6 +1,7 @@
 package nats
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strconv"
@@ -15,37 +16,88 @@ import (
 // maxWrite bounds the events written to the Journal at once.
 const maxWrite = 1024
 
-// startConsumer reads the stream after cursor on one goroutine, for as
-// long as the node runs: an ordered consumer, which NATS's client
-// recreates after the last message it delivered whenever it loses it (a
-// NATS restart, missed heartbeats), so nothing is read twice or skipped.
+// stallAfter is how long the consumer may deliver nothing while the
+// stream has more before it is recreated (see watchConsumer).
+const stallAfter = 3 * time.Second
+
+// startConsumer reads the stream after cursor, for as long as the node
+// runs, delivering on one goroutine (consume). It reads with an ordered
+// consumer, which NATS's client recreates after the last message it
+// delivered whenever it loses it (a NATS restart, missed heartbeats); and
+// since a consumer has been seen to stop delivering without any of that
+// under heavy load, a watchdog compares where it is with where the stream
+// is and recreates it after the last event delivered if it is stuck. The
+// per-room seq check in admit drops anything read twice.
 func (c *Cluster) startConsumer(cursor uint64) error {
+	it, err := c.openConsumer(cursor)
+	if err != nil {
+		return err
+	}
+	c.consumerOK.Store(true)
+	msgs := make(chan jetstream.Msg, maxWrite)
+	restart := make(chan struct{}, 1)
+	c.workers.Go(func() { c.read(it, msgs, restart) })
+	c.workers.Go(func() { c.consume(msgs) })
+	c.workers.Go(func() { c.watchConsumer(restart) })
+	return nil
+}
+
+// openConsumer opens an ordered consumer on every room after stream
+// position cursor.
+func (c *Cluster) openConsumer(cursor uint64) (jetstream.MessagesContext, error) {
 	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{roomSubjects}, DeliverPolicy: jetstream.DeliverAllPolicy}
 	if cursor > 0 {
 		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, cursor+1
 	}
 	cons, err := c.js.OrderedConsumer(c.ctx, StreamName, cfg)
 	if err != nil {
-		return fmt.Errorf("nats: consumer: %w", err)
+		return nil, fmt.Errorf("nats: consumer: %w", err)
 	}
 	it, err := cons.Messages(jetstream.PullMaxMessages(512))
 	if err != nil {
-		return fmt.Errorf("nats: consumer: %w", err)
+		return nil, fmt.Errorf("nats: consumer: %w", err)
 	}
-	c.consumerOK.Store(true)
-	msgs := make(chan jetstream.Msg, maxWrite)
-	c.workers.Go(func() {
-		<-c.ctx.Done()
-		it.Stop()
-	})
-	c.workers.Go(func() { c.read(it, msgs) })
-	c.workers.Go(func() { c.consume(msgs) })
-	return nil
+	return it, nil
 }
 
-// read hands the consumer's messages on, until it is stopped.
-func (c *Cluster) read(it jetstream.MessagesContext, msgs chan<- jetstream.Msg) {
+// read hands the consumer's messages on until the node closes, opening a
+// new consumer after the last delivered position when told to (restart).
+func (c *Cluster) read(it jetstream.MessagesContext, msgs chan<- jetstream.Msg, restart <-chan struct{}) {
 	defer close(msgs)
+	for {
+		stopped := make(chan struct{})
+		go func() { // Next blocks: stop the iterator to end it
+			select {
+			case <-c.ctx.Done():
+			case <-restart:
+			case <-stopped:
+			}
+			it.Stop()
+		}()
+		c.readAll(it, msgs)
+		close(stopped)
+		for c.ctx.Err() == nil {
+			next, err := c.openConsumer(c.consumed.Load())
+			if err == nil {
+				it = next
+				break
+			}
+			c.consumerOK.Store(false)
+			c.log.Warn("reopen the stream's consumer", "err", err)
+			select {
+			case <-c.ctx.Done():
+			case <-time.After(time.Second):
+			}
+		}
+		if c.ctx.Err() != nil {
+			return
+		}
+		c.consumerOK.Store(true)
+	}
+}
+
+// readAll hands on what it reads until the iterator is stopped.
+func (c *Cluster) readAll(it jetstream.MessagesContext, msgs chan<- jetstream.Msg) {
 	for {
 		msg, err := it.Next()
 		if err != nil {
@@ -55,7 +107,48 @@ func (c *Cluster) read(it jetstream.MessagesContext, msgs chan<- jetstream.Msg) 
 			c.log.Warn("stream consumer", "err", err)
 			continue
 		}
-		msgs <- msg
+		if c.loseReads.Load() > 0 && c.loseReads.Add(-1) >= 0 {
+			continue // tests: a consumer that silently stops delivering
+		}
+		select {
+		case msgs <- msg:
+		case <-c.ctx.Done():
+			return
+		}
+	}
+}
+
+// watchConsumer restarts the consumer when the stream has events past
+// what was delivered and nothing was delivered for stallAfter.
+func (c *Cluster) watchConsumer(restart chan<- struct{}) {
+	t := time.NewTicker(stallAfter / 3)
+	defer t.Stop()
+	last, since := c.consumed.Load(), time.Now()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-t.C:
+		}
+		if now := c.consumed.Load(); now != last || c.nc.Status() != natsio.CONNECTED {
+			last, since = now, time.Now()
+			continue
+		}
+		ctx, cancel := context.WithTimeout(c.ctx, stallAfter)
+		info, err := c.str.Info(ctx)
+		cancel()
+		if err != nil || info.State.LastSeq <= last {
+			since = time.Now() // nothing to read: not stuck
+			continue
+		}
+		if time.Since(since) >= stallAfter {
+			c.log.Warn("the stream's consumer is stuck; reopening it", "at", last, "stream_at", info.State.LastSeq)
+			select {
+			case restart <- struct{}{}:
+			default:
+			}
+			since = time.Now()
+		}
 	}
 }
 

@@ -498,3 +498,33 @@ func (c *client) awaitJoined(room string) msg {
 	c.t.Helper()
 	return c.await("joined "+room, func(x msg) bool { return x.str("type") == "joined" && x.str("room") == room })
 }
+
+// TestClusterNodeRestartedUnderItsNameClearsItsLastRun: a node killed and
+// started again at once under the same name is never silent long enough
+// to be declared dead; it announces its last run's members gone itself,
+// and frees their nicknames, before it serves.
+func TestClusterNodeRestartedUnderItsNameClearsItsLastRun(t *testing.T) {
+	n := startNATS(t)
+	slow := func(c *Config) { c.NodeDeadAfter = time.Minute } // nobody is declared dead in this test
+	survivor := startNode(t, n, "survivor", slow)
+	proc, addr := chatdProcess(t, "-nats", n.url(), "-node", "phoenix", "-node-dead-after", "1m", "-data", ":memory:", "-shop=false")
+	ann := dialTCP(t, survivor, "ann")
+	ann.login("ann")
+	carl := tcpClient(t, dial(t, addr), "carl")
+	carl.login("carl")
+	ann.await("carl's join", func(x msg) bool { return x.str("type") == "join" && x.str("message") == "carl joined" })
+	waitFor(t, "the survivor to see carl", func() bool {
+		_, ok := survivor.Cluster.MemberByKey("carl")
+		return ok
+	})
+	if err := proc.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-proc.waitDone
+	startNode(t, n, "phoenix", slow)
+	if x := ann.awaitType("leave"); !strings.Contains(x.str("message"), "carl") || x.str("reason") != "connection lost" {
+		t.Fatalf("ann got %v, want carl's leave", x)
+	}
+	again := dialTCP(t, survivor, "carl again")
+	again.login("carl")
+}

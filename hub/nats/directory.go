@@ -111,6 +111,15 @@ func (d *directory) start(ctx context.Context) error {
 	if err := <-ready; err != nil {
 		return err
 	}
+	// A node restarted under the same name finds its last life's members
+	// still present (it was never declared dead): they are gone.
+	d.mu.RLock()
+	stale := d.hasMembersLocked(c.name)
+	d.mu.RUnlock()
+	if stale {
+		c.log.Warn("members of this node's last run are still present: announcing them gone")
+		d.cleanUp(c.name, false)
+	}
 	c.workers.Go(d.writer)
 	c.workers.Go(d.heartbeat)
 	c.workers.Go(func() {
@@ -395,7 +404,7 @@ func (d *directory) check() {
 	if len(todo) > 0 {
 		d.c.workers.Go(func() {
 			for _, n := range todo {
-				d.cleanUp(n)
+				d.cleanUp(n, true)
 			}
 			d.mu.Lock()
 			d.cleaning = false
@@ -414,9 +423,10 @@ func (d *directory) hasMembersLocked(node string) bool {
 }
 
 // cleanUp, on the leader, announces a dead node's members leaving each of
-// their rooms (once), frees their nicknames, removes their presence and
-// marks the node dead for good.
-func (d *directory) cleanUp(node string) {
+// their rooms (once), frees their nicknames, removes their presence and,
+// with markDead, marks the node dead for good (not for this node's own
+// last run, cleaned up at start).
+func (d *directory) cleanUp(node string, markDead bool) {
 	c := d.c
 	d.mu.RLock()
 	var lost []*presence
@@ -466,7 +476,9 @@ func (d *directory) cleanUp(node string) {
 		}
 		_ = c.pres.Delete(ctx, presenceKey(node, p.ID))
 	}
-	_, _ = c.nodes.Put(ctx, "node."+node, []byte("dead"))
+	if markDead {
+		_, _ = c.nodes.Put(ctx, "node."+node, []byte("dead"))
+	}
 }
 
 // watch keeps the view of presence and nodes, watching both buckets from

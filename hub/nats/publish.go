@@ -249,7 +249,10 @@ func (c *Cluster) publishBatch(rp *roomPublisher, batch []*pending) error {
 		if err != nil {
 			return fmt.Errorf("nats: encode: %w", err)
 		}
-		id := c.name + "-" + strconv.FormatUint(c.batch.Add(1), 10)
+		// Unique across the node's runs (the ordinal is new each start):
+		// JetStream drops a message whose id it saw in the last two
+		// minutes as a duplicate.
+		id := c.name + "-" + strconv.FormatInt(c.ordinal, 10) + "-" + strconv.FormatUint(c.batch.Add(1), 10)
 		batchID = id
 		msg := natsio.NewMsg(rp.subject)
 		msg.Header.Set(headerLastSeq, strconv.FormatUint(baseSeq+uint64(len(batch)), 10))

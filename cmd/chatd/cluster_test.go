@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
 	"github.com/nats-io/nats-server/v2/server"
 
 	"chatroom/hub/admission"
@@ -527,4 +528,32 @@ func TestClusterNodeRestartedUnderItsNameClearsItsLastRun(t *testing.T) {
 	}
 	again := dialTCP(t, survivor, "carl again")
 	again.login("carl")
+}
+
+// TestBrowserInAClusterChatsWithTerminals is README's recipe: a browser on
+// node 1, a terminal client on node 2 and the seed's Python client on
+// node 3 chat in the lobby; the page lists all three.
+func TestBrowserInAClusterChatsWithTerminals(t *testing.T) {
+	_, nodes := startCluster(t, 3)
+	term := dialTCP(t, nodes[1], "term")
+	term.login("term")
+	py := startSeedClient(t, nodes[2])
+	py.await("[Welcome]")
+	py.typeLine("login 张三")
+	py.await("成功登录到聊天室")
+	term.await("张三's join", func(x msg) bool { return x.str("message") == "张三 joined" })
+
+	web := tab{t, newBrowser(t)}
+	web.do("desktop size", chromedp.EmulateViewport(1100, 700))
+	web.login(nodes[0].HTTPAddr(), "web")
+	term.await("the browser's join", func(x msg) bool { return x.str("message") == "web joined" })
+	web.say("hello from node 1")
+	web.waitFor("its own message", messageXPath("hello from node 1"))
+	term.awaitMessage("hello from node 1")
+	py.await("hello from node 1")
+	term.say("hello from node 2")
+	web.waitFor("node 2's message", messageXPath("hello from node 2"))
+	py.typeLine("send 你好 from node 3")
+	web.waitFor("node 3's message", messageXPath("你好 from node 3"))
+	web.waitFor("three members listed", `//ul[@id="member-list" and count(li)=3]`)
 }

@@ -78,7 +78,9 @@
 //     be on its way to a room with no members from the in-memory broker:
 //     every event in a room comes from a member in it, on that member's
 //     goroutine, and a member's last leave is not announced (nobody is left
-//     to tell). A journaled broker may still be writing a message of the
+//     to tell; in a cluster it is, for other nodes' members, and events of
+//     other nodes' members do reach a room empty here: fan-out keeps them
+//     in History). A journaled broker may still be writing a message of the
 //     room's last member: it keeps that room's counter until the write is
 //     done (so seq never goes back), and the message, delivered to a room
 //     that is gone, reaches nobody; it is in the database all the same.

@@ -964,7 +964,10 @@ func (h *Hub) exitLocked(m *member, name, reason string) (was bool, announce []*
 	delete(r.index, m.ID)
 	if len(r.members) == 0 {
 		r.emptySince = time.Now()
-		return true, nil // nobody left to tell
+		if h.dir == nil {
+			return true, nil // nobody left to tell
+		}
+		// In a cluster, members of the room may be on other nodes.
 	}
 	if !h.announcedLocked(r) {
 		return true, nil

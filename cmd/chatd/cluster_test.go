@@ -109,6 +109,26 @@ func TestClusterChatAcrossNodes(t *testing.T) {
 	if alice.id == bob.id {
 		t.Fatalf("two members share id %d", alice.id)
 	}
+
+	// Search and scroll-back on either node find what was said on the other.
+	for _, c := range []*client{alice, bob} {
+		c.request(`{"type":"search","room":"lobby","query":"FROM NODE"}`)
+		if res := c.awaitType("search")["messages"].([]any); len(res) != 2 {
+			t.Fatalf("%s: search found %v, want both messages", c.name, res)
+		}
+		c.request(`{"type":"history","room":"lobby","before":%d,"limit":10}`, own.num("seq"))
+		if h := c.awaitType("history")["messages"].([]any); len(h) != 1 || msg(h[0].(map[string]any)).str("message") != "hello from node 2" {
+			t.Fatalf("%s: history before alice's message: %v", c.name, h)
+		}
+	}
+
+	// A node shutting down tells everyone, on every node; its members'
+	// leaves are announced to the others.
+	closeNow(t, nodes[1])
+	if n := alice.awaitType("notice"); !strings.Contains(n.str("message"), "shutting down") {
+		t.Fatalf("alice got %v", n)
+	}
+	alice.await("bob's leave", func(x msg) bool { return x.str("type") == "leave" && strings.Contains(x.str("message"), "bob") })
 }
 
 // TestClusterEverythingReachesEveryNode: three nodes, a member on each
@@ -470,6 +490,7 @@ func TestClusterNATSOutage(t *testing.T) {
 	if got.str("message") != "after the outage" {
 		t.Fatalf("bob's first message after the outage: %v", got)
 	}
+	ann.awaitMessage("after the outage") // acknowledged
 	bob.request(`{"type":"private","to":"ann","message":"back"}`)
 	ann.await("bob's private message", func(x msg) bool { return x.str("type") == "private" && x.str("message") == "back" })
 

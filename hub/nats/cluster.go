@@ -165,6 +165,7 @@ type Cluster struct {
 	loseReads atomic.Int32
 
 	consumed   atomic.Uint64 // the stream position delivered up to
+	reopen     chan struct{} // tells the consumer to start again after consumed
 	consumerOK atomic.Bool   // the consumer is reading
 
 	ctx     context.Context // ends at Close
@@ -215,7 +216,7 @@ func Open(ctx context.Context, opts Options) (*Cluster, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	c := &Cluster{opts: opts, log: opts.Logger.With("node", opts.Name), name: opts.Name,
-		pubs: make(map[string]*roomPublisher), errc: make(chan error, 1)}
+		pubs: make(map[string]*roomPublisher), errc: make(chan error, 1), reopen: make(chan struct{}, 1)}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.dir.init(c)
 
@@ -237,6 +238,12 @@ func Open(ctx context.Context, opts Options) (*Cluster, error) {
 		natsio.ReconnectHandler(func(nc *natsio.Conn) {
 			c.log.Info("NATS is back", "url", nc.ConnectedUrlRedacted())
 			c.dir.reconnected()
+			// A restarted NATS server has forgotten the consumer: start
+			// again after the last event delivered, at once.
+			select {
+			case c.reopen <- struct{}{}:
+			default:
+			}
 		}),
 	)
 	if err != nil {

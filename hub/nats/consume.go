@@ -35,10 +35,9 @@ func (c *Cluster) startConsumer(cursor uint64) error {
 	}
 	c.consumerOK.Store(true)
 	msgs := make(chan jetstream.Msg, maxWrite)
-	restart := make(chan struct{}, 1)
-	c.workers.Go(func() { c.read(it, msgs, restart) })
+	c.workers.Go(func() { c.read(it, msgs, c.reopen) })
 	c.workers.Go(func() { c.consume(msgs) })
-	c.workers.Go(func() { c.watchConsumer(restart) })
+	c.workers.Go(func() { c.watchConsumer(c.reopen) })
 	return nil
 }
 

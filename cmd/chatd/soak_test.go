@@ -81,28 +81,32 @@ func TestSoak(t *testing.T) { soak(t, "") }
 // through the journal before it is delivered.
 func TestSoakDurable(t *testing.T) { soak(t, filepath.Join(t.TempDir(), "chat.db")) }
 
-// TestSoakCluster is the soak over two nodes of a cluster (NATS embedded):
-// each connection picks a node, and the invariants hold across them.
+// TestSoakCluster is the soak over two nodes of a cluster (NATS embedded),
+// one keeping its copy of the history in a database, one in memory: each
+// connection picks a node, and the invariants hold across them.
 func TestSoakCluster(t *testing.T) {
 	cfg := soakSettings(t)
 	// A node publishes a room's events asynchronously, in order: a member
 	// that leaves and joins again several times in a row may be back
 	// before its earlier leaves and joins are sequenced, each then unseen
 	// by it (and verified against what the others saw).
-	cfg.workers, cfg.pace, cfg.unseenPerStay = 8, time.Millisecond, 1000
+	cfg.workers, cfg.pace, cfg.unseenPerStay = 8, 2*time.Millisecond, 1000
 	t.Logf("soak: seed %d, %s, %d workers, 2 nodes (replay: CHAT_SOAK_SEED=%d CHAT_SOAK=%s)", cfg.seed, cfg.duration, cfg.workers, cfg.seed, cfg.duration)
 	errs := &errorLog{}
 	n := startNATS(t)
 	var nodes []*Main
 	for i := range 2 {
 		nodes = append(nodes, startNode(t, n, fmt.Sprintf("soak%d", i+1), func(c *Config) {
+			if i == 0 {
+				c.DataPath = filepath.Join(t.TempDir(), "chat.db")
+			}
 			c.Logger = slog.New(errs.handler(c.Logger.Handler()))
 			c.Admission = admission.Options{MaxConnsPerIP: -1, ConnRatePerIP: -1}
 			c.Session = session.Options{RequestRate: -1, QueueMessages: 48, QueueBytes: 48 << 10,
 				WriteTimeout: 2 * time.Second}
 		}))
 	}
-	runSoak(t, cfg, nodes, errs, 2)
+	runSoak(t, cfg, nodes, errs, 2+4*3) // the database's pool, as in soak
 }
 
 func soak(t *testing.T, dataPath string) {

@@ -24,8 +24,12 @@
 //     same transaction) and hands each event to the hub, which delivers it
 //     to this node's members only. A member's own message comes back this
 //     way too: its echo is its acknowledgement, and it means the message is
-//     in JetStream. On start a node catches up from where its Journal ends
-//     (or, without one, replays what the stream retains) before it serves.
+//     in JetStream (Publish itself only queues: a message that cannot be
+//     stored comes back to its sender as hub.KindRefused). On start a node
+//     catches up from where its Journal ends (or, without one, replays
+//     what the stream retains) before it serves. The consumer is reopened
+//     after the last event delivered when NATS comes back, and by a
+//     watchdog if it stops delivering while the stream moves on.
 //   - Everything else (private messages, typing, notices) is not stored:
 //     it goes over core NATS on chatd.direct to every node, which delivers
 //     it to whichever of its members it is for.

@@ -167,13 +167,17 @@ func TestConcurrentPublishersShareOneOrder(t *testing.T) {
 }
 
 // TestNicknameOfADeadNodeIsTakenOver: a nickname claimed by a node that
-// stopped heartbeating is free once the node is dead; one held by a live
-// node is not.
+// stopped heartbeating is free once the node is dead, and so is one held
+// by a node nobody has heard of; one held by a live node is not.
 func TestNicknameOfADeadNodeIsTakenOver(t *testing.T) {
 	ns := startServer(t)
 	a, _ := startNode(t, ns, "a")
 	b, _ := startNode(t, ns, "b")
 	ctx := context.Background()
+	if _, err := b.nicks.Create(ctx, nickKV("ghost"), []byte("gone 7")); err != nil {
+		t.Fatal(err)
+	}
+	claimEventually(t, b, "ghost", b.FirstID()+3)
 	if err := a.Claim(ctx, "kim", hub.Identity{ID: a.FirstID() + 1, Nickname: "kim"}); err != nil {
 		t.Fatal(err)
 	}
@@ -184,16 +188,24 @@ func TestNicknameOfADeadNodeIsTakenOver(t *testing.T) {
 	a.cancel()
 	a.workers.Wait()
 	a.nc.Close()
+	claimEventually(t, b, "kim", b.FirstID()+2)
+}
+
+// claimEventually claims key for id on c, retrying while it is taken
+// until the deadline: a holder's death takes DeadAfter, and there is no
+// event to wait on but time.
+func claimEventually(t *testing.T, c *Cluster, key string, id int64) {
+	t.Helper()
 	deadline := time.Now().Add(waitTime)
 	for {
-		err := b.Claim(ctx, "kim", hub.Identity{ID: b.FirstID() + 2, Nickname: "kim"})
+		err := c.Claim(context.Background(), key, hub.Identity{ID: id, Nickname: key})
 		if err == nil {
-			break
+			return
 		}
 		if err != hub.ErrNicknameTaken || time.Now().After(deadline) {
-			t.Fatalf("claim after a's death: %v", err)
+			t.Fatalf("claim %q: %v", key, err)
 		}
-		time.Sleep(50 * time.Millisecond) // a's death takes DeadAfter: nothing to wait on but time
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 

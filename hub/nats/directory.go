@@ -171,7 +171,7 @@ func (c *Cluster) Claim(ctx context.Context, key string, who hub.Identity) error
 			return ErrUnavailable
 		}
 		owner, _, _ := strings.Cut(string(e.Value()), " ")
-		if !c.dir.isDead(owner) {
+		if !c.dir.isDead(owner) || c.dir.justHeardOf(ctx, owner) {
 			return hub.ErrNicknameTaken
 		}
 		if err := c.nicks.Delete(ctx, k, jetstream.LastRevision(e.Revision())); err != nil && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) && !errors.Is(err, jetstream.ErrKeyExists) {
@@ -342,7 +342,36 @@ func (d *directory) isDead(node string) bool {
 		return true
 	}
 	seen, ok := d.lastSeen[node]
-	return ok && time.Since(seen) > d.c.opts.DeadAfter && time.Now().After(d.grace)
+	if !ok {
+		// Never heard of since this node started (or came back): a node
+		// that is alive heartbeats, so past the grace period it is gone
+		// (one that left while a nickname of its was still held).
+		return time.Now().After(d.grace)
+	}
+	return time.Since(seen) > d.c.opts.DeadAfter && time.Now().After(d.grace)
+}
+
+// justHeardOf asks the nodes bucket about a node never heard of here (its
+// heartbeat may not have reached this node's watch yet: it started a
+// moment ago): if it says the node is alive, the node counts as heard of
+// now, so it is dead only after DeadAfter of silence like any other.
+func (d *directory) justHeardOf(ctx context.Context, node string) bool {
+	d.mu.RLock()
+	_, known := d.lastSeen[node]
+	d.mu.RUnlock()
+	if known {
+		return false
+	}
+	e, err := d.c.nodes.Get(ctx, "node."+node)
+	if err != nil || string(e.Value()) != "alive" {
+		return false
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, known := d.lastSeen[node]; !known && !d.dead[node] {
+		d.lastSeen[node] = time.Now()
+	}
+	return true
 }
 
 func (d *directory) disconnected() {

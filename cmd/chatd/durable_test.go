@@ -35,6 +35,27 @@ func closeNow(t *testing.T, m *Main) {
 	}
 }
 
+// resumedAfter checks that joined resumed from seq last and returns the
+// events it carries, which must be every one after last, in order, and
+// the seq that comes next.
+func resumedAfter(t *testing.T, joined msg, last int64) ([]msg, int64) {
+	t.Helper()
+	if joined["resumed"] != true {
+		t.Fatalf("joined %v, want resumed", joined)
+	}
+	var events []msg
+	want := last + 1
+	for _, h := range joined["history"].([]any) {
+		e := msg(h.(map[string]any))
+		if e.num("seq") != want {
+			t.Fatalf("resumed history has seq %d, want %d: %v", e.num("seq"), want, joined["history"])
+		}
+		want++
+		events = append(events, e)
+	}
+	return events, want
+}
+
 // position is where a client's view of a room ended.
 type position struct {
 	epoch string
@@ -77,21 +98,12 @@ func TestResumeAcrossRestart(t *testing.T) {
 	if reply := back.awaitType("login"); reply.str("epoch") != epoch {
 		t.Fatalf("epoch %q after the restart, was %q", reply.str("epoch"), epoch)
 	}
-	joined := back.awaitType("joined")
-	if joined["resumed"] != true {
-		t.Fatalf("joined %v, want resumed", joined)
-	}
 	// Everything after `last`, in order: the resumer's own leave, the
 	// missed message, talker's leave (the restart), talker's join and the
 	// message after the restart.
+	resumed, want := resumedAfter(t, back.awaitType("joined"), last)
 	var texts []string
-	want := last + 1
-	for _, h := range joined["history"].([]any) {
-		e := msg(h.(map[string]any))
-		if e.num("seq") != want {
-			t.Fatalf("resumed history has seq %d, want %d: %v", e.num("seq"), want, joined["history"])
-		}
-		want++
+	for _, e := range resumed {
 		if e.str("type") == "message" {
 			texts = append(texts, e.str("message"))
 		}

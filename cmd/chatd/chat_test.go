@@ -14,6 +14,7 @@ import (
 	"github.com/coder/websocket"
 	"go.uber.org/goleak"
 
+	"chatroom/hub/nats"
 	"chatroom/hub/session"
 )
 
@@ -27,7 +28,11 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	goleak.VerifyTestMain(m)
+	var ignore []goleak.Option
+	for _, f := range nats.LeakedByTheClient { // see there
+		ignore = append(ignore, goleak.IgnoreTopFunction(f))
+	}
+	goleak.VerifyTestMain(m, ignore...)
 }
 
 func TestTCPClientsChat(t *testing.T) {

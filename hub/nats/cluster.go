@@ -67,6 +67,16 @@ import (
 	"chatroom/hub"
 )
 
+// LeakedByTheClient lists goroutines of NATS's client that may outlive a
+// Cluster, for leak checks to ignore: when the server restarts, an
+// ordered consumer recreates its pull subscription, and stopping the
+// consumer during that leaves the new one's two goroutines behind (a
+// handful per NATS restart, never per message).
+var LeakedByTheClient = []string{
+	"github.com/nats-io/nats.go/jetstream.(*pullSubscription).pullMessages",
+	"github.com/nats-io/nats.go/jetstream.(*pullConsumer).Messages.func2",
+}
+
 // Names in NATS.
 const (
 	StreamName     = "CHATD"

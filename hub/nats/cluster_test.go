@@ -14,7 +14,13 @@ import (
 	"chatroom/hub"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	var ignore []goleak.Option
+	for _, f := range LeakedByTheClient {
+		ignore = append(ignore, goleak.IgnoreTopFunction(f))
+	}
+	goleak.VerifyTestMain(m, ignore...)
+}
 
 const waitTime = 10 * time.Second
 

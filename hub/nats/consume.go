@@ -64,17 +64,8 @@ func (c *Cluster) openConsumer(cursor uint64) (jetstream.MessagesContext, error)
 func (c *Cluster) read(it jetstream.MessagesContext, msgs chan<- jetstream.Msg, restart <-chan struct{}) {
 	defer close(msgs)
 	for {
-		stopped := make(chan struct{})
-		go func() { // Next blocks: stop the iterator to end it
-			select {
-			case <-c.ctx.Done():
-			case <-restart:
-			case <-stopped:
-			}
-			it.Stop()
-		}()
-		c.readAll(it, msgs)
-		close(stopped)
+		c.readAll(it, msgs, restart)
+		it.Stop()
 		for c.ctx.Err() == nil {
 			next, err := c.openConsumer(c.consumed.Load())
 			if err == nil {
@@ -95,16 +86,33 @@ func (c *Cluster) read(it jetstream.MessagesContext, msgs chan<- jetstream.Msg, 
 	}
 }
 
-// readAll hands on what it reads until the iterator is stopped.
-func (c *Cluster) readAll(it jetstream.MessagesContext, msgs chan<- jetstream.Msg) {
+// nextWait bounds each wait for the consumer's next message, so that
+// readAll notices a restart or the node closing: stopping an ordered
+// consumer's iterator does not always end a Next already waiting (not
+// while the client is recreating the consumer after a NATS restart).
+const nextWait = 250 * time.Millisecond
+
+// readAll hands on what it reads until the iterator ends, the node closes
+// or restart says so.
+func (c *Cluster) readAll(it jetstream.MessagesContext, msgs chan<- jetstream.Msg, restart <-chan struct{}) {
 	for {
-		msg, err := it.Next()
+		msg, err := it.Next(jetstream.NextMaxWait(nextWait))
 		if err != nil {
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) || c.ctx.Err() != nil {
+			switch {
+			case errors.Is(err, jetstream.ErrMsgIteratorClosed) || c.ctx.Err() != nil:
 				return
+			case errors.Is(err, natsio.ErrTimeout):
+			default:
+				c.log.Warn("stream consumer", "err", err)
 			}
-			c.log.Warn("stream consumer", "err", err)
-			continue
+			select {
+			case <-restart:
+				return
+			case <-c.ctx.Done():
+				return
+			default:
+				continue
+			}
 		}
 		if c.loseReads.Load() > 0 && c.loseReads.Add(-1) >= 0 {
 			continue // tests: a consumer that silently stops delivering
